@@ -1,0 +1,34 @@
+"""gradest: Monte Carlo gradient estimators as pure, jit-compiled, vmapped JAX functions.
+
+Every estimator returns a per-sample scalar surrogate whose value is the Monte Carlo sample of the
+objective and whose gradient is that sample's gradient estimate (see ``gradest._core``).
+"""
+
+from gradest import baselines, diagnostics
+from gradest._core import (EstimatorError, GradientEstimator, Traits, check_compatible,
+                           is_discrete)
+from gradest.diagnostics import GradientStats, gradient_stats
+try:  # INTEGRATION-TEMP: distributions and testing are being written; remove this guard.
+    from gradest import testing
+    from gradest.distributions import StudentT, TanhNormal
+except ImportError:
+    pass
+from gradest.estimate import Estimate, batch_surrogate, estimate_grad, per_sample_grads
+from gradest.gumbel import (exponential_anneal, constant_temperature, gumbel_max_sample,
+                            gumbel_softmax, gumbel_softmax_sample, straight_through)
+from gradest.pathwise import pathwise
+from gradest.score_function import LikelihoodRatioStats, likelihood_ratio_loss, score_function
+from gradest.zeroth_order import zeroth_order
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EstimatorError", "GradientEstimator", "Traits", "check_compatible", "is_discrete",
+    "baselines", "diagnostics", "testing", "GradientStats", "gradient_stats",
+    "StudentT", "TanhNormal",
+    "Estimate", "batch_surrogate", "estimate_grad", "per_sample_grads",
+    "exponential_anneal", "constant_temperature", "gumbel_max_sample", "gumbel_softmax",
+    "gumbel_softmax_sample", "straight_through",
+    "pathwise", "LikelihoodRatioStats", "likelihood_ratio_loss", "score_function",
+    "zeroth_order",
+]

@@ -1,0 +1,188 @@
+"""The conformance suite every estimator passes (DESIGN.md §3, optax-style).
+
+For each estimator on a problem it applies to: the surrogate is a scalar; its value is f at the
+sample the estimator drew; jit equals no-jit; one trace per input shape; gradients are finite;
+the same key gives the same result; and an incompatible distribution raises at trace time.
+"""
+
+import chex
+import distrax
+import jax
+import jax.numpy as jnp
+import pytest
+
+import gradest
+from gradest import baselines
+
+KEY = jax.random.key(0)
+
+GAUSS_PARAMS = {"mu": jnp.array([0.5, -1.0]), "sigma": jnp.array([1.0, 0.7])}
+CAT_PARAMS = {"logits": jnp.array([0.2, -0.4, 1.0, 0.0])}
+CAT_VALUES = jnp.array([1.0, -2.0, 0.5, 3.0])
+
+
+def gauss_dist(p):
+    return distrax.Normal(p["mu"], p["sigma"])
+
+
+def gauss_f(p, x):
+    # Depends on θ directly too, to exercise the ∇θ f term.
+    return jnp.sum(jnp.cos(2.0 * x) + 0.1 * p["mu"] * x)
+
+
+def cat_dist(p):
+    return distrax.OneHotCategorical(logits=p["logits"], dtype=jnp.float32)
+
+
+def cat_f(p, y):
+    del p
+    return jnp.dot(y, CAT_VALUES) ** 2
+
+
+def _sf_sample(dist, key, k):
+    return jax.vmap(lambda kk: dist.sample(seed=kk))(jax.random.split(key, k))
+
+
+# (id, estimator, params, make_dist, f, the samples the estimator draws from key)
+CASES = [
+    ("score_function", gradest.score_function(), "gauss",
+     lambda d, key: _sf_sample(d, key, 1)),
+    ("score_function_loo", gradest.score_function(baselines.leave_one_out(3)), "gauss",
+     lambda d, key: _sf_sample(d, key, 3)),
+    ("score_function_optimal", gradest.score_function(baselines.optimal(3)), "gauss",
+     lambda d, key: _sf_sample(d, key, 3)),
+    ("score_function_optimal_pc", gradest.score_function(baselines.optimal(3, per_coordinate=True)),
+     "gauss", lambda d, key: _sf_sample(d, key, 3)),
+    ("score_function_ema", gradest.score_function(baselines.moving_average(0.9)), "gauss",
+     lambda d, key: _sf_sample(d, key, 1)),
+    ("score_function_categorical", gradest.score_function(baselines.leave_one_out(2)), "cat",
+     lambda d, key: _sf_sample(d, key, 2)),
+    ("pathwise", gradest.pathwise(), "gauss", lambda d, key: d.sample(seed=key)[None]),
+    ("gumbel_softmax", gradest.gumbel_softmax(0.5), "cat", None),
+    ("straight_through", gradest.straight_through(0.5), "cat", None),
+    ("zeroth_order", gradest.zeroth_order(0.1, 3), "gauss",
+     lambda d, key: d.sample(seed=jax.random.split(key)[0])[None]),
+    ("zeroth_order_antithetic", gradest.zeroth_order(0.1, 2, antithetic=True), "gauss",
+     lambda d, key: d.sample(seed=jax.random.split(key)[0])[None]),
+    ("zeroth_order_optimal", gradest.zeroth_order(0.1, 3, baseline="optimal"), "gauss",
+     lambda d, key: d.sample(seed=jax.random.split(key)[0])[None]),
+]
+PROBLEMS = {"gauss": (GAUSS_PARAMS, gauss_dist, gauss_f), "cat": (CAT_PARAMS, cat_dist, cat_f)}
+IDS = [c[0] for c in CASES]
+
+
+def _case(case):
+    name, est, problem, sampler = case
+    params, make_dist, f = PROBLEMS[problem]
+    return est, params, make_dist, f, sampler
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("use_jit", [False, True], ids=["nojit", "jit"])
+def test_surrogate_is_scalar_with_finite_gradient(case, use_jit):
+    est, params, make_dist, f, _ = _case(case)
+    fn = jax.value_and_grad(est.surrogate, argnums=1, has_aux=True)
+    if use_jit:
+        fn = jax.jit(fn, static_argnums=(2, 3))
+    (value, aux), grad = fn(KEY, params, make_dist, f, est.init())
+    chex.assert_shape(value, ())
+    chex.assert_tree_all_finite((value, grad))
+    chex.assert_trees_all_equal_shapes(grad, params)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_value_is_f_at_the_drawn_sample(case):
+    est, params, make_dist, f, sampler = _case(case)
+    value, _ = est.surrogate(KEY, params, make_dist, f, est.init())
+    if sampler is None:
+        # Gumbel: the straight-through value is f at an exact one-hot sample; the relaxed value
+        # is f at softmax((logits + g)/τ) with g the Gumbel noise drawn from key.
+        g = jax.random.gumbel(KEY, CAT_PARAMS["logits"].shape)
+        perturbed = jax.nn.log_softmax(CAT_PARAMS["logits"]) + g
+        if est.traits.name == "straight_through":
+            y = jax.nn.one_hot(jnp.argmax(perturbed), 4)
+        else:
+            y = jax.nn.softmax(perturbed / 0.5)
+        expected = f(params, y)
+    else:
+        z = sampler(make_dist(params), KEY)
+        expected = jnp.mean(jax.vmap(lambda zi: f(params, zi))(z))
+    chex.assert_trees_all_close(value, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_jit_equals_nojit_and_same_key_same_result(case):
+    est, params, make_dist, f, _ = _case(case)
+    grad_fn = jax.grad(est.surrogate, argnums=1, has_aux=True)
+    g1, _ = grad_fn(KEY, params, make_dist, f, est.init())
+    g2, _ = jax.jit(grad_fn, static_argnums=(2, 3))(KEY, params, make_dist, f, est.init())
+    g3, _ = grad_fn(KEY, params, make_dist, f, est.init())
+    chex.assert_trees_all_close(g1, g2, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_equal(g1, g3)
+    g_other, _ = grad_fn(jax.random.key(1), params, make_dist, f, est.init())
+    assert any(not jnp.allclose(a, b) for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g_other)))
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_one_trace_per_shape(case):
+    est, params, make_dist, f, _ = _case(case)
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def grad_fn(key, p, state):
+        return jax.grad(est.surrogate, argnums=1, has_aux=True)(key, p, make_dist, f, state)[0]
+
+    state = est.init()
+    grad_fn(jax.random.key(0), params, state)
+    shifted = jax.tree.map(lambda x: x * 1.1, params)
+    grad_fn(jax.random.key(1), shifted, state)  # same shapes: no retrace
+    chex.clear_trace_counter()
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_batched_with_vmap_and_estimate_grad(case):
+    est, params, make_dist, f, _ = _case(case)
+    out = gradest.estimate_grad(est, KEY, params, make_dist, f, 16, diagnostics=True)
+    chex.assert_trees_all_equal_shapes(out.grad, params)
+    chex.assert_tree_all_finite((out.grad, out.value, out.diagnostics.variance))
+    # The helper's estimate is the mean of the per-sample gradients.
+    keys = jax.random.split(KEY, 16)
+    grads, _, _ = gradest.per_sample_grads(est, keys, params, make_dist, f, est.init())
+    chex.assert_trees_all_close(out.grad, jax.tree.map(lambda g: g.mean(0), grads), rtol=1e-5,
+                                atol=1e-6)
+    plain = gradest.estimate_grad(est, KEY, params, make_dist, f, 16)
+    chex.assert_trees_all_close(plain.grad, out.grad, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[1].traits.supports == "continuous"],
+                         ids=lambda c: c[0])
+def test_continuous_estimators_on_discrete_distribution_raise(case):
+    est = case[1]
+    with pytest.raises(gradest.EstimatorError, match="continuous"):
+        est.surrogate(KEY, CAT_PARAMS, cat_dist, cat_f, est.init())
+
+
+@pytest.mark.parametrize("est", [gradest.gumbel_softmax(1.0), gradest.straight_through(1.0)],
+                         ids=["gumbel_softmax", "straight_through"])
+def test_gumbel_on_continuous_distribution_raises(est):
+    with pytest.raises(gradest.EstimatorError, match="categorical"):
+        est.surrogate(KEY, GAUSS_PARAMS, gauss_dist, gauss_f, est.init())
+
+
+def test_non_scalar_objective_raises():
+    est = gradest.pathwise()
+    with pytest.raises(gradest.EstimatorError, match="scalar"):
+        est.surrogate(KEY, GAUSS_PARAMS, gauss_dist, lambda p, x: x, est.init())
+
+
+def test_estimator_state_updates_once_per_batch():
+    est = gradest.score_function(baselines.moving_average(0.5))
+    out = gradest.estimate_grad(est, KEY, GAUSS_PARAMS, gauss_dist, gauss_f, 64)
+    assert int(out.state.count) == 1
+    # b = m / (1 − 0.5) with m = 0.5 · mean f: the bias-corrected mean of the batch's f.
+    chex.assert_trees_all_close(out.state.biased_mean / 0.5, out.value, rtol=1e-5)
+    annealed = gradest.gumbel_softmax(gradest.exponential_anneal(1.0, 0.1, 0.5))
+    state = annealed.init()
+    for _ in range(3):
+        state = gradest.estimate_grad(annealed, KEY, CAT_PARAMS, cat_dist, cat_f, 8, state=state).state
+    assert int(state.step) == 3
