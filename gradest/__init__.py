@@ -4,15 +4,11 @@ Every estimator returns a per-sample scalar surrogate whose value is the Monte C
 objective and whose gradient is that sample's gradient estimate (see ``gradest._core``).
 """
 
-from gradest import baselines, diagnostics
+from gradest import baselines, diagnostics, testing
 from gradest._core import (EstimatorError, GradientEstimator, Traits, check_compatible,
                            is_discrete)
 from gradest.diagnostics import GradientStats, gradient_stats
-try:  # INTEGRATION-TEMP: distributions and testing are being written; remove this guard.
-    from gradest import testing
-    from gradest.distributions import StudentT, TanhNormal
-except ImportError:
-    pass
+from gradest.distributions import StudentT, TanhNormal
 from gradest.estimate import Estimate, batch_surrogate, estimate_grad, per_sample_grads
 from gradest.gumbel import (exponential_anneal, constant_temperature, gumbel_max_sample,
                             gumbel_softmax, gumbel_softmax_sample, straight_through)

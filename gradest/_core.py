@@ -31,6 +31,7 @@ from typing import Any, Callable, NamedTuple
 import distrax
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 PRNGKey = jax.Array
@@ -114,6 +115,58 @@ def check_distribution(traits: Traits, dist: Any) -> None:
             f"{traits.name} needs a categorical distribution, got the continuous "
             f"{type(dist).__name__}; use pathwise or score_function."
         )
+
+
+def check_values(name: str, value: Any, positive: bool) -> None:
+    """Raises ``EstimatorError`` if a concrete ``value`` is non-finite (or, if ``positive``, ≤ 0).
+
+    Traced values (inside ``jit`` or ``grad``) cannot be inspected and are let through.
+    """
+    if isinstance(value, jax.core.Tracer):
+        return
+    # numpy, not jnp: inside jit even a Python float becomes a tracer once jnp touches it.
+    value = np.asarray(value)
+    bad = ~np.isfinite(value)
+    if positive:
+        bad = bad | (value <= 0)
+    if np.any(bad):
+        need = "positive and finite" if positive else "finite"
+        raise EstimatorError(f"{name} must be {need} everywhere, got {value}")
+
+
+# Parameters that must be positive, by distribution type; everything else must be finite.
+_POSITIVE_PARAMETERS = {
+    distrax.Normal: ("scale",),
+    distrax.MultivariateNormalDiag: ("scale_diag",),
+    distrax.Gamma: ("concentration", "rate"),
+    distrax.Beta: ("alpha", "beta"),
+}
+_FINITE_PARAMETERS = {
+    distrax.Normal: ("loc",),
+    distrax.MultivariateNormalDiag: ("loc",),
+    distrax.MultivariateNormalTri: ("loc", "scale_tri"),
+    distrax.Categorical: ("logits",),
+    distrax.OneHotCategorical: ("logits",),
+    distrax.Bernoulli: ("logits",),
+}
+
+
+def check_distribution_parameters(dist: Any) -> None:
+    """Raises ``EstimatorError`` if a distribution built from concrete parameters has a scale ≤ 0
+    or a non-finite parameter, so that bad input fails loudly instead of giving NaN gradients."""
+    name = type(dist).__name__
+    for cls, attrs in _POSITIVE_PARAMETERS.items():
+        if isinstance(dist, cls):
+            for attr in attrs:
+                check_values(f"{name}.{attr}", getattr(dist, attr), positive=True)
+    for cls, attrs in _FINITE_PARAMETERS.items():
+        if isinstance(dist, cls):
+            for attr in attrs:
+                check_values(f"{name}.{attr}", getattr(dist, attr), positive=False)
+    if isinstance(dist, distrax.MultivariateNormalTri):
+        diag = np.diagonal(np.asarray(dist.scale_tri), axis1=-2, axis2=-1)
+        if np.any(diag == 0):
+            raise EstimatorError(f"{name}.scale_tri must have a non-zero diagonal, got {diag}")
 
 
 def check_compatible(estimator: GradientEstimator, *, kind: str, differentiable_f: bool) -> None:

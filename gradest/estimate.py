@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from gradest import diagnostics as diagnostics_lib
 from gradest._core import (Array, DistBuilder, EstimatorError, GradientEstimator, Objective,
-                           PRNGKey, Params, State)
+                           PRNGKey, Params, State, check_distribution_parameters)
 
 
 class Estimate(NamedTuple):
@@ -123,6 +123,9 @@ def estimate_grad(estimator: GradientEstimator, key: PRNGKey, params: Params,
             if jnp.shape(p) != jnp.shape(e):
                 raise EstimatorError(
                     f"exact gradient leaf of shape {jnp.shape(e)} for a parameter of shape {jnp.shape(p)}")
+    if make_dist is not None:
+        # Built once eagerly, from concrete parameters, to reject a bad scale before jit.
+        check_distribution_parameters(make_dist(params))
     state = estimator.init() if state is None else state
     return _estimate(estimator, key, params, make_dist, f, num_samples, state, diagnostics, exact,
                      exact is not None)

@@ -30,6 +30,19 @@ from gradest._core import (Array, EstimatorError, GradientEstimator, Traits, che
 sg = jax.lax.stop_gradient
 
 
+def _check_shaped_like(b, scores):
+    """A per-coordinate baseline must have θ's structure and shapes (with the group axis)."""
+    b_struct, s_struct = jax.tree.structure(b), jax.tree.structure(scores)
+    shapes_b = [jnp.shape(x) for x in jax.tree.leaves(b)]
+    shapes_s = [jnp.shape(x) for x in jax.tree.leaves(scores)]
+    if b_struct != s_struct or shapes_b != shapes_s:
+        raise EstimatorError(
+            "a per-coordinate baseline must be shaped like params: got structure "
+            f"{b_struct} with shapes {shapes_b} for params {s_struct} with shapes {shapes_s} "
+            "(leading axis: draws per group)"
+        )
+
+
 def score_function(baseline: Optional[baselines_lib.Baseline] = None) -> GradientEstimator:
     """The score-function estimator with a baseline (default: none).
 
@@ -65,6 +78,7 @@ def score_function(baseline: Optional[baselines_lib.Baseline] = None) -> Gradien
             # Gradient f ∇log q − b ⊙ ∇log q: the first part by the magic box, the second
             # injected with a zero-valued linear term (b is per coordinate, so it cannot
             # multiply the scalar log q).
+            _check_shaped_like(b, scores)
             control = jax.tree.map(lambda bj, sj: jnp.mean(bj * sj, axis=0), b, scores)
             value = jnp.mean(fz + sg(fz) * magic) - linear_term(control, params)
         else:

@@ -1,0 +1,306 @@
+r"""Variance of score-function and pathwise gradients, exact beside Monte Carlo (seed 000).
+
+    python -m experiments.variance --output_dir=results/variance
+    python -m experiments.variance --problems=cos --k_values=1,3,5,10 --num_samples=200000
+
+For x ~ N(μ = 1, σ = 1) and f ∈ {(x − k)², exp(−kx²), cos(kx)} (Mohamed et al., 2020, §3) it
+prints, per k and estimator, the exact gradient (closed form) beside the Monte Carlo mean, and the
+exact per-sample variance (quadrature, ``gradest.testing``) beside the measured one, for θ = (μ, σ):
+score function, score function with the mean baseline b = E[f], with the optimal per-coordinate
+baseline b*_j = E[f s_j²]/E[s_j²] (seed 003), and pathwise. It also shows
+
+* the 1/S law: the variance of an S-sample average is the per-sample variance over S;
+* full-covariance against diagonal Gaussians (x = μ + Lε against x = μ + σ ⊙ ε, seed 000);
+* implicit reparameterization (Gamma, Beta, Student-t) against the score function.
+
+Seed 000's claim, decided from the exact variances: reparameterization usually has the lower
+variance, and a counter-example exists (cos(kx) for large k, where f' = −k sin(kx) swings widely).
+Writes ``variance.json``, ``variance_vs_k.png``, ``variance_vs_samples.png`` and
+``implicit_vs_score.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Sequence
+
+from absl import app, flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import gradest
+from gradest import baselines, testing
+from experiments import _common
+
+ESTIMATORS = ("score_function", "score_function+mean", "score_function+optimal", "pathwise")
+PROBLEMS = ("shifted_square", "exp", "cos")
+COORDS = ("mu", "sigma")
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    num_samples: int = _common.size_field(200_000, "Monte Carlo samples per (problem, k, estimator).")
+    repeats: int = _common.size_field(400, "Independent S-sample estimates per S for the 1/S law.")
+    other_samples: int = _common.size_field(100_000, "Samples for the full-covariance and implicit parts.")
+
+
+QUICK = Sizes(num_samples=20_000, repeats=200, other_samples=20_000)
+FULL = Sizes()
+DEFAULT_K = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0)
+
+
+def _estimator(name: str, problem: testing.Problem) -> gradest.GradientEstimator:
+    if name == "score_function":
+        return gradest.score_function()
+    if name == "score_function+mean":
+        return gradest.score_function(baselines.constant(testing.exact_mean_value(problem)))
+    if name == "score_function+optimal":
+        return gradest.score_function(
+            baselines.constant(testing.exact_optimal_baseline(problem, per_coordinate=True)))
+    if name == "pathwise":
+        return gradest.pathwise()
+    raise ValueError(f"unknown estimator {name!r}; known: {ESTIMATORS}")
+
+
+def _exact_variance(name: str, problem: testing.Problem) -> dict:
+    if name == "pathwise":
+        return testing.exact_variance(problem, "pathwise")
+    baseline = {"score_function": 0.0,
+                "score_function+mean": testing.exact_mean_value(problem),
+                "score_function+optimal": testing.exact_optimal_baseline(problem, per_coordinate=True),
+                }[name]
+    return testing.exact_variance(problem, "score_function", baseline)
+
+
+def variance_vs_k(problems: Sequence[str], k_values: Sequence[float], estimators: Sequence[str],
+                  num_samples: int, key, mu: float, sigma: float, progress) -> list[dict]:
+    """One row per (problem, k, estimator, coordinate): exact and Monte Carlo mean and variance."""
+    rows = []
+    for p_name in problems:
+        for k in k_values:
+            problem = testing.gaussian(p_name, k=k, mu=mu, sigma=sigma)
+            exact = testing.exact_grad(problem)
+            for e_name in estimators:
+                key, sub = jax.random.split(key)
+                out = gradest.estimate_grad(_estimator(e_name, problem), sub, problem.params,
+                                            problem.make_dist, problem.f, num_samples, exact=exact)
+                exact_var = _exact_variance(e_name, problem)
+                for j in COORDS:
+                    rows.append({
+                        "problem": p_name, "k": k, "estimator": e_name, "coordinate": j,
+                        "exact_grad": float(exact[j]), "mc_grad": float(out.grad[j]),
+                        "mc_stderr": float(out.diagnostics.stderr[j]),
+                        "exact_variance": exact_var[j],
+                        "mc_variance": float(out.diagnostics.variance[j]),
+                    })
+            progress(f"{p_name} k={k:g} done")
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    head = (f"{'problem':15s} {'k':>5s} {'estimator':24s} {'θ':5s} {'exact grad':>11s} "
+            f"{'MC grad ± se':>20s} {'exact var':>11s} {'MC var':>11s} {'MC/exact':>8s}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        ratio = r["mc_variance"] / r["exact_variance"] if r["exact_variance"] > 0 else float("nan")
+        print(f"{r['problem']:15s} {r['k']:5g} {r['estimator']:24s} {r['coordinate']:5s} "
+              f"{r['exact_grad']:11.4f} {r['mc_grad']:11.4f} ± {r['mc_stderr']:6.4f} "
+              f"{r['exact_variance']:11.4g} {r['mc_variance']:11.4g} {ratio:8.3f}")
+
+
+def variance_vs_samples(key, repeats: int, sample_counts: Sequence[int]) -> list[dict]:
+    """Variance of the S-sample average over ``repeats`` independent estimates, against the exact
+    per-sample variance / S, on (x − 2)² for the score function and pathwise (the 1/S law)."""
+    problem = testing.gaussian("shifted_square", k=2.0)
+    rows = []
+    for e_name in ("score_function", "pathwise"):
+        est = _estimator(e_name, problem)
+        per_sample = _exact_variance(e_name, problem)
+        for s in sample_counts:
+            keys = jax.random.split(jax.random.fold_in(key, s), repeats)
+            grads = jax.jit(jax.vmap(lambda k: _mean_grad(est, k, problem, s)))(keys)
+            for j in COORDS:
+                rows.append({"estimator": e_name, "num_samples": s, "coordinate": j,
+                             "mc_variance_of_mean": float(jnp.var(grads[j], ddof=1)),
+                             "exact_variance_of_mean": per_sample[j] / s})
+    return rows
+
+
+def _mean_grad(est, key, problem, num_samples):
+    grads, _, _ = gradest.per_sample_grads(est, jax.random.split(key, num_samples), problem.params,
+                                           problem.make_dist, problem.f, est.init())
+    return jax.tree.map(lambda g: jnp.mean(g, axis=0), grads)
+
+
+def _measure(est, key, problem, num_samples) -> dict:
+    out = gradest.estimate_grad(est, key, problem.params, problem.make_dist, problem.f,
+                                num_samples, exact=testing.exact_grad(problem))
+    return {"total_variance": float(out.diagnostics.total_variance),
+            "max_abs_zscore": float(out.comparison.max_abs_zscore),
+            "relative_error": float(out.comparison.relative_error)}
+
+
+def full_vs_diagonal(key, num_samples: int) -> list[dict]:
+    """Per-sample gradient variance on a quadratic f under a full-covariance Gaussian
+    (θ = (μ, L)) and under the diagonal one with the same marginal scales (θ = (μ, σ))."""
+    full = testing.mvn_quadratic(dim=3)
+    diag = testing.gaussian_diag(dim=3)
+    rows = []
+    for name, problem in (("full_covariance", full), ("diagonal", diag)):
+        for e_name, est in (("pathwise", gradest.pathwise()),
+                            ("score_function+loo", gradest.score_function(baselines.leave_one_out(4)))):
+            key, sub = jax.random.split(key)
+            rows.append({"gaussian": name, "estimator": e_name, "num_params":
+                         int(sum(np.size(x) for x in jax.tree.leaves(problem.params))),
+                         **_measure(est, sub, problem, num_samples)})
+    return rows
+
+
+def implicit_vs_score(key, num_samples: int) -> list[dict]:
+    """Implicit reparameterization (JAX's Gamma sampler) against the score function with a
+    leave-one-out baseline, on Gamma, Beta and Student-t problems with closed-form gradients."""
+    rows = []
+    for problem in (testing.gamma(), testing.beta(), testing.student_t()):
+        for e_name, est in (("pathwise (implicit)", gradest.pathwise()),
+                            ("score_function+loo", gradest.score_function(baselines.leave_one_out(4)))):
+            key, sub = jax.random.split(key)
+            rows.append({"problem": problem.name, "estimator": e_name,
+                         **_measure(est, sub, problem, num_samples)})
+    return rows
+
+
+def verdict(results: dict) -> tuple[bool, str]:
+    """Seed 000: pathwise has the lower exact variance in most (problem, k, θ_j) cases, yet not
+    in all. Holds when pathwise wins a majority and loses at least once."""
+    exact = {}
+    for r in results["variance_vs_k"]:
+        exact[(r["problem"], r["k"], r["coordinate"], r["estimator"])] = r["exact_variance"]
+    cases = sorted({key[:3] for key in exact})
+    wins = [c for c in cases if exact[c + ("pathwise",)] < exact[c + ("score_function",)]]
+    losses = [f"{p} k={k:g} ∂{j}" for (p, k, j) in cases if (p, k, j) not in wins]
+    holds = len(wins) > len(cases) / 2 and len(losses) > 0
+    line = (f"pathwise has lower per-sample variance than the score function in {len(wins)} of "
+            f"{len(cases)} cases; counter-examples: {', '.join(losses[:4]) or 'none'}"
+            f"{' …' if len(losses) > 4 else ''}")
+    return holds, line
+
+
+def plot_variance_vs_k(rows: list[dict], path) -> None:
+    plt = _common.plt
+    problems = sorted({r["problem"] for r in rows}, key=PROBLEMS.index)
+    fig, axes = plt.subplots(len(problems), 2, figsize=(10, 3.2 * len(problems)), squeeze=False)
+    for i, p in enumerate(problems):
+        for jx, j in enumerate(COORDS):
+            ax = axes[i][jx]
+            for e in ESTIMATORS:
+                sel = [r for r in rows if r["problem"] == p and r["coordinate"] == j and r["estimator"] == e]
+                if not sel:
+                    continue
+                ks = [r["k"] for r in sel]
+                line, = ax.plot(ks, [r["exact_variance"] for r in sel], label=f"{e} (exact)")
+                ax.plot(ks, [r["mc_variance"] for r in sel], "o", color=line.get_color(), ms=4)
+            ax.set_yscale("log")
+            ax.set_xlabel("k")
+            ax.set_title(f"{p}: Var ∂{j} (lines exact, dots Monte Carlo)", fontsize=9)
+    axes[0][0].legend(fontsize=7)
+    _common.save_figure(fig, path)
+
+
+def plot_variance_vs_samples(rows: list[dict], path) -> None:
+    plt = _common.plt
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for jx, j in enumerate(COORDS):
+        for e in ("score_function", "pathwise"):
+            sel = [r for r in rows if r["coordinate"] == j and r["estimator"] == e]
+            s = [r["num_samples"] for r in sel]
+            line, = axes[jx].plot(s, [r["exact_variance_of_mean"] for r in sel], label=f"{e}: exact / S")
+            axes[jx].plot(s, [r["mc_variance_of_mean"] for r in sel], "o", color=line.get_color())
+        axes[jx].set_xscale("log")
+        axes[jx].set_yscale("log")
+        axes[jx].set_xlabel("samples S")
+        axes[jx].set_title(f"Var of the S-sample estimate of ∂{j}, (x−2)²", fontsize=9)
+    axes[0].legend(fontsize=8)
+    _common.save_figure(fig, path)
+
+
+def plot_implicit(rows: list[dict], path) -> None:
+    plt = _common.plt
+    problems = list(dict.fromkeys(r["problem"] for r in rows))
+    names = list(dict.fromkeys(r["estimator"] for r in rows))
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    width = 0.8 / len(names)
+    for i, e in enumerate(names):
+        vals = [next(r["total_variance"] for r in rows if r["problem"] == p and r["estimator"] == e)
+                for p in problems]
+        ax.bar(np.arange(len(problems)) + i * width, vals, width, label=e)
+    ax.set_xticks(np.arange(len(problems)) + width * (len(names) - 1) / 2, problems)
+    ax.set_yscale("log")
+    ax.set_ylabel("total per-sample variance")
+    ax.legend(fontsize=8)
+    _common.save_figure(fig, path)
+
+
+def run(output_dir, *, quick: bool = False, seed: int = 0, problems: Sequence[str] = PROBLEMS,
+        k_values: Sequence[float] = DEFAULT_K, estimators: Sequence[str] = ESTIMATORS,
+        mu: float = 1.0, sigma: float = 1.0, overwrite: bool = True, **sizes) -> dict:
+    """Runs every part, writes JSON and figures into ``output_dir``, returns the results."""
+    for name in problems:
+        if name not in PROBLEMS:
+            raise ValueError(f"unknown problem {name!r}; known: {PROBLEMS}")
+    for name in estimators:
+        if name not in ESTIMATORS:
+            raise ValueError(f"unknown estimator {name!r}; known: {ESTIMATORS}")
+    size = _common.resolve_sizes(QUICK, FULL, quick, sizes)
+    out = _common.prepare_output_dir(output_dir, overwrite)
+    progress = _common.Progress("variance")
+    key = jax.random.key(seed)
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    results = {"mu": mu, "sigma": sigma, "sizes": dataclasses.asdict(size), "seed": seed}
+    results["variance_vs_k"] = variance_vs_k(problems, k_values, estimators, size.num_samples, k1,
+                                             mu, sigma, progress)
+    print_table(results["variance_vs_k"])
+    results["variance_vs_samples"] = variance_vs_samples(k2, size.repeats, (1, 4, 16, 64, 256, 1024))
+    progress("1/S law done")
+    results["full_vs_diagonal"] = full_vs_diagonal(k3, size.other_samples)
+    results["implicit_vs_score"] = implicit_vs_score(k4, size.other_samples)
+    progress("full-covariance and implicit parts done")
+    for r in results["full_vs_diagonal"] + results["implicit_vs_score"]:
+        print("  ", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
+    if set(estimators) >= {"pathwise", "score_function"}:
+        holds, line = verdict(results)
+        results["verdict"] = {"holds": holds, "line": line}
+        print(f"seed 000 claim {'holds' if holds else 'does not hold'}: {line}")
+    _common.write_json(out / "variance.json", results)
+    plot_variance_vs_k(results["variance_vs_k"], out / "variance_vs_k.png")
+    plot_variance_vs_samples(results["variance_vs_samples"], out / "variance_vs_samples.png")
+    plot_implicit(results["implicit_vs_score"], out / "implicit_vs_score.png")
+    progress(f"wrote {out}")
+    return results
+
+
+def main(argv):
+    del argv
+    flag_values = flags.FLAGS
+    out = _common.output_dir_or_exit(flag_values.output_dir, flag_values.overwrite)
+    try:
+        run(out, quick=flag_values.quick, seed=flag_values.seed, problems=flag_values.problems,
+            k_values=[float(k) for k in flag_values.k_values], estimators=flag_values.estimators,
+            mu=flag_values.mu, sigma=flag_values.sigma,
+            **_common.sizes_from_flags(Sizes, flag_values))
+    except (ValueError, gradest.EstimatorError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    _common.define_common_flags("results/variance")
+    _common.define_size_flags(QUICK, FULL)
+    flags.DEFINE_list("problems", list(PROBLEMS), f"Objectives f, from {PROBLEMS}.")
+    flags.DEFINE_list("k_values", [str(k) for k in DEFAULT_K], "Values of k in f.")
+    flags.DEFINE_list("estimators", list(ESTIMATORS), f"Estimators, from {ESTIMATORS}.")
+    flags.DEFINE_float("mu", 1.0, "Mean μ of the Gaussian.")
+    flags.DEFINE_float("sigma", 1.0, "Standard deviation σ of the Gaussian.")
+    app.run(main)
