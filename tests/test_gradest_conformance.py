@@ -142,7 +142,8 @@ def test_one_trace_per_shape(case):
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_batched_with_vmap_and_estimate_grad(case):
     est, params, make_dist, f, _ = _case(case)
-    out = gradest.estimate_grad(est, KEY, params, make_dist, f, 16, diagnostics=True)
+    out = gradest.estimate_grad(est, KEY, params, make_dist, f, 16, diagnostics=True,
+                                with_value=True)
     chex.assert_trees_all_equal_shapes(out.grad, params)
     chex.assert_tree_all_finite((out.grad, out.value, out.diagnostics.variance))
     # The helper's estimate is the mean of the per-sample gradients.
@@ -177,7 +178,7 @@ def test_non_scalar_objective_raises():
 
 def test_estimator_state_updates_once_per_batch():
     est = gradest.score_function(baselines.moving_average(0.5))
-    out = gradest.estimate_grad(est, KEY, GAUSS_PARAMS, gauss_dist, gauss_f, 64)
+    out = gradest.estimate_grad(est, KEY, GAUSS_PARAMS, gauss_dist, gauss_f, 64, with_value=True)
     assert int(out.state.count) == 1
     # b = m / (1 − 0.5) with m = 0.5 · mean f: the bias-corrected mean of the batch's f.
     chex.assert_trees_all_close(out.state.biased_mean / 0.5, out.value, rtol=1e-5)
