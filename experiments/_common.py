@@ -152,3 +152,13 @@ class Progress:
 
     def __call__(self, message: str) -> None:
         print(f"[{self.name} {self.elapsed():7.1f}s] {message}", flush=True)
+
+
+def markdown_table(rows: list[dict], columns: list[str], digits: int = 4) -> str:
+    """A markdown table of ``rows`` (dicts) restricted to ``columns``; floats to ``digits``
+    significant digits."""
+    def fmt(v):
+        return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)

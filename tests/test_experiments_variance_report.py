@@ -1,0 +1,93 @@
+"""experiments.variance and experiments.report run end to end and decide verdicts correctly."""
+
+import json
+import subprocess
+import sys
+import types
+
+import pytest
+
+from experiments import report, variance
+
+
+@pytest.mark.parametrize("parts", [("k",), pytest.param(variance.PARTS, marks=pytest.mark.slow)],
+                         ids=["k", "all"])
+def test_variance_runs_end_to_end_and_writes_its_files(tmp_path, parts):
+    results = variance.run(tmp_path, quick=True, seed=0, problems=("cos",), k_values=(1.0, 5.0),
+                           parts=parts, num_samples=2_000, repeats=20, other_samples=2_000)
+    figures = variance.FIGURES if parts == variance.PARTS else ("variance_vs_k.png",)
+    for name in figures + ("variance.json",):
+        assert (tmp_path / name).stat().st_size > 0
+    saved = json.loads((tmp_path / "variance.json").read_text())
+    assert len(saved["variance_vs_k"]) == 2 * 4 * 2  # k values × estimators × coordinates
+    for r in saved["variance_vs_k"]:
+        # 2k samples: the Monte Carlo variance is within a factor of 2 of the quadrature value.
+        assert 0.5 < r["mc_variance"] / r["exact_variance"] < 2.0, r
+    assert "| problem |" in variance.markdown(results)
+
+
+def _synthetic(pathwise_sq, pathwise_cos, pathwise_other):
+    rows = []
+    for problem, pw in (("shifted_square", pathwise_sq), ("cos", pathwise_cos)):
+        for j in ("mu", "sigma"):
+            rows.append(dict(problem=problem, k=1.0, coordinate=j, estimator="score_function",
+                             exact_variance=1.0))
+            rows.append(dict(problem=problem, k=1.0, coordinate=j, estimator="pathwise",
+                             exact_variance=pw))
+    others = [dict(problem="gamma", estimator="pathwise (implicit)", total_variance=pathwise_other),
+              dict(problem="gamma", estimator="score_function+loo", total_variance=1.0)]
+    return {"variance_vs_k": rows, "full_vs_diagonal": [], "implicit_vs_score": others}
+
+
+@pytest.mark.parametrize("sq,cos,other,holds", [
+    (0.5, 2.0, 0.5, True),     # wins on the usual problems, loses on cos: the claim
+    (0.5, 0.5, 0.5, False),    # no counter-example
+    (2.0, 2.0, 0.5, False),    # loses on (x - k)^2
+    (0.5, 2.0, 2.0, False),    # loses on an implicit problem
+])
+def test_variance_verdict_on_synthetic_numbers(sq, cos, other, holds):
+    assert variance.verdict(_synthetic(sq, cos, other))[0] is holds
+
+
+def test_variance_cli_rejects_bad_input_with_exit_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "experiments.variance", f"--output_dir={tmp_path}",
+                           "--problems=sine"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "unknown problem" in proc.stderr
+    (tmp_path / "old.json").write_text("{}")
+    proc = subprocess.run([sys.executable, "-m", "experiments.variance", f"--output_dir={tmp_path}"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--overwrite" in proc.stderr
+
+
+def _fake_module(name, holds=True, fail=False):
+    mod = types.ModuleType(f"experiments.{name}")
+
+    def run(out, *, quick, seed):
+        if fail:
+            raise RuntimeError("boom")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "fig.png").write_bytes(b"png")
+        return {"x": 1.0}
+
+    mod.run = run
+    mod.verdict = lambda r: (holds, f"x = {r['x']}")
+    mod.markdown = lambda r: "| a |\n|---|\n| 1 |"
+    return mod
+
+
+def test_report_renders_every_claim_and_reports_failures(tmp_path, monkeypatch):
+    fakes = {"fake_ok": _fake_module("fake_ok"), "fake_no": _fake_module("fake_no", holds=False),
+             "fake_fail": _fake_module("fake_fail", fail=True)}
+    for name, mod in fakes.items():
+        monkeypatch.setitem(sys.modules, f"experiments.{name}", mod)
+    claims = (report.Claim("100", "A holds.", "fake_ok"), report.Claim("101", "B fails.", "fake_no"),
+              report.Claim("102", "C breaks.", "fake_fail"))
+    monkeypatch.setattr(report, "CLAIMS", claims)
+    entries = report.run(tmp_path, quick=True, seed=0)
+    assert [entries[c.seed]["status"] for c in claims] == ["ok", "ok", "failed"]
+    text = (tmp_path / "report.md").read_text()
+    assert "**holds**" in text and "**does not hold**" in text and "**not run**" in text
+    assert "![fake_ok/fig.png](fake_ok/fig.png)" in text and "| a |" in text
+    assert "RuntimeError: boom" in text
+    with pytest.raises(FileExistsError):
+        report.run(tmp_path, quick=True, seed=0)
