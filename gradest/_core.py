@@ -26,6 +26,7 @@ Calling convention of every surrogate::
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, NamedTuple
 
 import distrax
@@ -196,7 +197,8 @@ def check_positive(name: str, value: Any) -> float:
         v = float(value)
     except (TypeError, ValueError) as e:
         raise EstimatorError(f"{name} must be a positive finite number, got {value!r}") from e
-    if not jnp.isfinite(v) or v <= 0:
+    # math, not jnp: inside a jit trace jnp.isfinite of a Python float is a tracer.
+    if not math.isfinite(v) or v <= 0:
         raise EstimatorError(f"{name} must be a positive finite number, got {value!r}")
     return v
 

@@ -46,6 +46,17 @@ def test_bad_hyperparameters_raise_when_built(build):
         build()
 
 
+def test_estimators_can_be_built_inside_jit():
+    @jax.jit
+    def grad(key):
+        est = gradest.zeroth_order(0.1, 2)
+        sched = gradest.gumbel_softmax(gradest.exponential_anneal(1.0, 0.1, 0.5))
+        del sched
+        return jax.grad(est.surrogate, argnums=1, has_aux=True)(key, P, normal, quad, est.init())[0]
+
+    chex.assert_tree_all_finite(grad(KEY))
+
+
 @pytest.mark.parametrize("sigma", [0.0, -1.0, float("nan"), float("inf")])
 def test_bad_scale_raises_before_any_nan(sigma):
     params = {"mu": jnp.array(0.5), "sigma": jnp.array(sigma)}
