@@ -1,0 +1,18 @@
+"""Functional RL agents on gymnax built on gradest's estimators (DESIGN.md §4).
+
+Every agent exposes ``make_train(config, env, env_params) -> train(key, config=config)``, pure and
+built from ``lax.scan``, so ``jax.jit(jax.vmap(train))(keys)`` trains many seeds at once;
+``stack_configs`` batches configs that differ in traced hyperparameters for the same ``vmap``.
+"""
+
+from agents import actor_critic, networks, ppo, reinforce, returns, rollout
+from agents._common import CommonConfig, TrainOutput, policy_gradient_loss, stack_configs
+from agents.actor_critic import ActorCriticConfig
+from agents.ppo import PPOConfig
+from agents.reinforce import ReinforceConfig
+
+__all__ = [
+    "actor_critic", "networks", "ppo", "reinforce", "returns", "rollout",
+    "CommonConfig", "TrainOutput", "policy_gradient_loss", "stack_configs",
+    "ActorCriticConfig", "PPOConfig", "ReinforceConfig",
+]

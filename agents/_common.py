@@ -1,0 +1,388 @@
+"""Pieces every on-policy agent shares: the config fields, the optimizer, the policy-gradient
+loss on one sample, actor-gradient diagnostics and the training loop.
+
+The loop (``train_loop``) is an outer ``lax.scan`` over log intervals around an inner
+``lax.scan`` over updates. Evaluation, gradient diagnostics and the progress print run once per
+outer step, outside the inner scan: under ``vmap`` a ``lax.cond`` ("every N updates") would turn
+into a select that computes both branches on every update.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple, Sequence
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+import gradest
+from agents import networks, rollout as rollout_lib
+
+Array = jax.Array
+PRNGKey = jax.Array
+Params = Any
+
+
+def static(default):
+    """A config field fixed at trace time (a size, a count, a choice): not a pytree leaf."""
+    return struct.field(pytree_node=False, default=default)
+
+
+@struct.dataclass
+class CommonConfig:
+    """Fields every on-policy agent has. Static fields shape the computation; the others are
+    traced leaves, so a batch of configs that differ only in them can be ``vmap``-ed."""
+
+    # --- static ---
+    num_envs: int = static(4)               # environments stepped side by side
+    num_steps: int = static(128)            # steps per environment per rollout (one update)
+    total_steps: int = static(500_000)      # env-step budget; rounded down to whole updates
+    log_interval: int = static(50)          # updates between evaluations / diagnostics / prints
+    eval_episodes: int = static(32)         # greedy episodes per evaluation
+    actor_widths: Sequence[int] = static((64, 64))   # hidden layer widths of the actor
+    critic_widths: Sequence[int] = static((64, 64))  # hidden layer widths of the critic
+    activation: str = static("tanh")        # hidden activation (networks.ACTIVATIONS)
+    state_dependent_std: bool = static(False)  # Gaussian actors: σ(s) head or a free log σ
+    log_std_init: float = static(0.0)       # Gaussian actors: initial log σ
+    normalize_obs: bool = static(False)     # running mean/std observation normalization
+    anneal_lr: bool = static(True)          # learning rate decays linearly to 0
+    clip_per_network: bool = static(False)  # clip actor and critic gradients separately
+    verbose: bool = static(True)            # print progress from inside jit once per log
+    # --- traced ---
+    learning_rate: float = 2.5e-4           # Adam step size (initial, if annealed)
+    gamma: float = 0.99                     # discount γ
+    ent_coef: float = 0.01                  # entropy bonus coefficient
+    max_grad_norm: float = 0.5              # global-norm gradient clip
+    reward_scale: float = 1.0               # rewards are multiplied by this before learning
+
+
+class LoopSizes(NamedTuple):
+    """Static sizes of the training loop."""
+
+    steps_per_update: int
+    num_logs: int
+    updates_per_log: int
+
+    @property
+    def num_updates(self) -> int:
+        return self.num_logs * self.updates_per_log
+
+    @property
+    def env_steps(self) -> int:
+        return self.num_updates * self.steps_per_update
+
+
+def loop_sizes(config: CommonConfig) -> LoopSizes:
+    """Splits the budget into ``num_logs`` outer steps of ``updates_per_log`` updates.
+
+    The number of updates is ``total_steps // (num_envs · num_steps)``, rounded down to a
+    multiple of the number of logs (at most ``num_logs − 1`` updates are dropped).
+    """
+    per_update = config.num_envs * config.num_steps
+    num_updates = config.total_steps // per_update
+    if num_updates < 1:
+        raise ValueError(
+            f"total_steps={config.total_steps} is less than one update "
+            f"(num_envs · num_steps = {per_update})")
+    num_logs = max(1, num_updates // max(1, config.log_interval))
+    return LoopSizes(per_update, num_logs, num_updates // num_logs)
+
+
+def check_config(config: CommonConfig) -> None:
+    """``ValueError`` on sizes that cannot work (checked before tracing)."""
+    for name in ("num_envs", "num_steps", "total_steps", "log_interval", "eval_episodes"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
+    loop_sizes(config)
+
+
+# --------------------------------------------------------------------------------------------
+# Networks and the environment, fixed when the agent is built.
+
+class Setup(NamedTuple):
+    """The static pieces an agent is built from (not traced)."""
+
+    env: Any
+    env_params: Any
+    spec: rollout_lib.ActionSpec
+    actor: nn.Module
+    critic: nn.Module
+    obs_shape: tuple[int, ...]
+
+
+def make_setup(config: CommonConfig, env, env_params) -> Setup:
+    """Actor (categorical or Gaussian by the action space) and V(s) critic for ``env``."""
+    spec = rollout_lib.action_spec(env, env_params)
+    obs_shape = tuple(env.observation_space(env_params).shape)
+    obs_ndim = len(obs_shape)
+    if spec.discrete:
+        actor = networks.CategoricalActor(spec.num_actions, tuple(config.actor_widths),
+                                          config.activation, obs_ndim)
+    else:
+        actor = networks.GaussianActor(spec.num_actions, tuple(config.actor_widths),
+                                       config.activation, config.state_dependent_std,
+                                       config.log_std_init, obs_ndim=obs_ndim)
+    critic = networks.ValueCritic(tuple(config.critic_widths), config.activation, obs_ndim)
+    return Setup(env, env_params, spec, actor, critic, obs_shape)
+
+
+def init_params(key: PRNGKey, setup: Setup) -> dict:
+    """{"actor": ..., "critic": ...} for a dummy observation."""
+    key_actor, key_critic = jax.random.split(key)
+    dummy = jnp.zeros(setup.obs_shape)
+    return {"actor": setup.actor.init(key_actor, dummy),
+            "critic": setup.critic.init(key_critic, dummy)}
+
+
+def _network_labels(params: dict) -> dict:
+    return {name: jax.tree.map(lambda _: name, tree) for name, tree in params.items()}
+
+
+def make_optimizer(config: CommonConfig, num_gradient_steps: int) -> optax.GradientTransformation:
+    """Global-norm clipping then Adam, with the step size annealed linearly to 0 if asked.
+
+    With ``clip_per_network`` the actor's and the critic's gradients are clipped each to their
+    own norm, so that a large critic gradient (a regression on unnormalized returns) cannot
+    shrink the actor's step.
+    """
+    if config.anneal_lr:
+        lr = lambda count: config.learning_rate * (1.0 - count / num_gradient_steps)
+    else:
+        lr = config.learning_rate
+    clip = optax.clip_by_global_norm(config.max_grad_norm)
+    if config.clip_per_network:
+        clip = optax.multi_transform({"actor": clip, "critic": clip}, _network_labels)
+    return optax.chain(clip, optax.adam(lr, eps=1e-5))
+
+
+def observe(config: CommonConfig, stats: rollout_lib.RunningStats, obs: Array) -> Array:
+    """What the networks see: the observation, normalized if the config asks for it."""
+    return rollout_lib.normalize(stats, obs) if config.normalize_obs else obs
+
+
+def updated_stats(config: CommonConfig, stats: rollout_lib.RunningStats,
+                  obs: Array) -> rollout_lib.RunningStats:
+    return rollout_lib.update_stats(stats, obs) if config.normalize_obs else stats
+
+
+def act(setup: Setup, config: CommonConfig, actor_params: Params,
+        stats: rollout_lib.RunningStats, key: PRNGKey, obs: Array) -> tuple[Array, Array]:
+    """a ~ πθ(·|s) for a batch of raw observations, with log πθ(a|s) (the rollout's extras).
+    Bind everything but (key, obs) with ``functools.partial`` to get a ``rollout.Policy``."""
+    dist = setup.actor.apply(actor_params, observe(config, stats, obs))
+    return dist.sample_and_log_prob(seed=key)
+
+
+class Learner(NamedTuple):
+    """What a gradient step changes."""
+
+    params: Params
+    opt_state: Any
+
+
+def gradient_step(opt: optax.GradientTransformation, loss_fn: Callable[..., tuple[Array, dict]],
+                  learner: Learner, *args) -> tuple[Learner, dict]:
+    """One optimizer step on ``loss_fn(params, *args) -> (loss, metrics)``; returns the metrics."""
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(learner.params, *args)
+    updates, opt_state = opt.update(grads, learner.opt_state, learner.params)
+    return Learner(optax.apply_updates(learner.params, updates), opt_state), metrics
+
+
+# --------------------------------------------------------------------------------------------
+# The policy-gradient term, one sample at a time (rlax style; vmap at the call site).
+
+def policy_gradient_loss(log_prob: Array, old_log_prob: Array, advantage: Array,
+                         clip_epsilon: float | Array | None = None) -> tuple[Array, Any]:
+    """−ρ Â (optionally PPO-clipped) for one logged sample, from ``gradest.likelihood_ratio_loss``.
+
+    ρ = πθ(a|s) / π_old(a|s) = exp(log_prob − old_log_prob). At θ = θ_old, ρ = 1 and the gradient
+    is −Â ∇θ log πθ(a|s): the score-function (REINFORCE) estimate of seeds 000 and 004. Returns
+    the loss and the ``LikelihoodRatioStats`` (ratio, clip indicator, approximate KL).
+    """
+    chex.assert_rank([log_prob, old_log_prob, advantage], 0)
+    objective, stats = gradest.likelihood_ratio_loss(log_prob, old_log_prob, advantage,
+                                                     clip_epsilon)
+    return -objective, stats
+
+
+def standardize(x: Array) -> Array:
+    """(x − mean) / std over the batch: advantage normalization (a batch baseline and scale)."""
+    return (x - jnp.mean(x)) / (jnp.std(x) + 1e-8)
+
+
+class PolicyBatch(NamedTuple):
+    """Logged samples and their advantages, flattened to one axis: what the actor is fit to."""
+
+    obs: Array
+    action: Array
+    log_prob: Array
+    advantage: Array
+
+
+class DiagInput(NamedTuple):
+    """The actor parameters θ_old of the latest update, the batch it used and the baseline b
+    per sample that the advantages subtract (advantage + baseline is the return estimate)."""
+
+    actor_params: Params
+    batch: PolicyBatch
+    baseline: Array
+
+
+def _sample_loss(setup: Setup, actor_params: Params, obs: Array, action: Array,
+                 old_log_prob: Array, advantage: Array) -> Array:
+    log_prob = setup.actor.apply(actor_params, obs).log_prob(action)
+    loss, _ = policy_gradient_loss(log_prob, old_log_prob, advantage)
+    return loss
+
+
+def _summary(setup: Setup, actor_params: Params, batch: PolicyBatch) -> dict:
+    grads = jax.vmap(jax.grad(functools.partial(_sample_loss, setup)),
+                     in_axes=(None, 0, 0, 0, 0))(actor_params, *batch)
+    return gradest.diagnostics.summarize(grads)
+
+
+def actor_gradient_stats(setup: Setup, diag: DiagInput) -> dict:
+    """Variance and SNR of the per-sample actor gradients Â_i ∇θ log πθ(a_i|s_i) at θ_old,
+    across the batch (``gradest.diagnostics``), and, on the same samples, of the estimator
+    without the baseline, (Â_i + b_i) ∇θ log πθ(a_i|s_i): a paired measure of what the baseline
+    buys (seed 004), free of the confound that different runs reach different policies."""
+    with_b = _summary(setup, diag.actor_params, diag.batch)
+    without_b = _summary(setup, diag.actor_params, diag.batch._replace(
+        advantage=diag.batch.advantage + diag.baseline))
+    return {"grad_variance": with_b["total_variance"], "grad_snr": with_b["snr"],
+            "grad_norm": with_b["mean_norm"],
+            "grad_variance_no_baseline": without_b["total_variance"],
+            "grad_snr_no_baseline": without_b["snr"]}
+
+
+# --------------------------------------------------------------------------------------------
+# The training loop.
+
+class AgentState(NamedTuple):
+    """What one seed carries from update to update.
+
+    ``extra`` holds agent-specific state (e.g. a moving-average baseline); ``diag`` the latest
+    update's θ_old and batch, for gradient diagnostics once per log.
+    """
+
+    params: Params
+    opt_state: Any
+    env: rollout_lib.RolloutState
+    obs_stats: rollout_lib.RunningStats
+    diag: DiagInput
+    extra: Any
+
+
+class TrainOutput(NamedTuple):
+    """``train(key)``'s result: final parameters and observation statistics, and metrics with a
+    leading axis of one entry per log (``[num_logs]``; eval returns ``[num_logs, episodes]``)."""
+
+    params: Params
+    obs_stats: rollout_lib.RunningStats
+    metrics: dict
+
+
+def init_state(key: PRNGKey, setup: Setup, config: CommonConfig, opt: optax.GradientTransformation,
+               extra: Any = None) -> AgentState:
+    """Fresh parameters, optimizer state and environments; ``diag`` holds a placeholder batch
+    of the right shapes (the first log overwrites it)."""
+    key_params, key_env, key_act = jax.random.split(key, 3)
+    params = init_params(key_params, setup)
+    env = rollout_lib.reset(key_env, setup.env, setup.env_params, config.num_envs)
+    batch_size = config.num_envs * config.num_steps
+    obs = jnp.zeros((batch_size,) + setup.obs_shape)
+    action, log_prob = setup.actor.apply(params["actor"], obs).sample_and_log_prob(seed=key_act)
+    zeros = jnp.zeros((batch_size,))
+    batch = PolicyBatch(obs, action, log_prob, zeros)
+    return AgentState(params, opt.init(params), env, rollout_lib.init_stats(setup.obs_shape),
+                      DiagInput(params["actor"], batch, zeros), extra)
+
+
+def flatten(x: Array) -> Array:
+    """[T, N, ...] → [T·N, ...]."""
+    return x.reshape((-1,) + x.shape[2:])
+
+
+def episode_metrics(transitions: rollout_lib.Transition) -> dict:
+    total, count = rollout_lib.completed_episode_return(transitions)
+    return {"return_sum": total, "episodes": count}
+
+
+def greedy_returns(setup: Setup, config: CommonConfig, state: AgentState, key: PRNGKey) -> Array:
+    """Returns of ``eval_episodes`` episodes of the greedy (categorical) / mean (Gaussian) action."""
+    def act(obs):
+        return setup.actor.apply(state.params["actor"], observe(config, state.obs_stats, obs)).mode()
+    return rollout_lib.evaluate(key, setup.env, setup.env_params, setup.spec, act,
+                                config.eval_episodes)
+
+
+def _print_progress(name: str, total: int, steps, train_return, eval_return) -> None:
+    print(f"[{name}] {int(steps):>9,}/{total:,} env steps | train return {float(train_return):8.2f}"
+          f" | eval return {float(eval_return):8.2f}", flush=True)
+
+
+# update(state, key) -> (state, metrics): one rollout and the learning step(s) on it.
+UpdateFn = Callable[[AgentState, PRNGKey], tuple[AgentState, dict]]
+
+
+class _Loop(NamedTuple):
+    name: str
+    setup: Setup
+    config: CommonConfig
+    sizes: LoopSizes
+    update: UpdateFn
+
+
+def _outer_step(loop: _Loop, state: AgentState, xs: tuple[Array, PRNGKey]
+                ) -> tuple[AgentState, dict]:
+    index, key = xs
+    key_updates, key_eval = jax.random.split(key)
+    state, metrics = jax.lax.scan(loop.update, state,
+                                  jax.random.split(key_updates, loop.sizes.updates_per_log))
+    episodes = jnp.sum(metrics.pop("episodes"))
+    train_return = jnp.where(episodes > 0, jnp.sum(metrics.pop("return_sum")) / episodes, jnp.nan)
+    out = {k: jnp.mean(v) for k, v in metrics.items()}
+    eval_returns = greedy_returns(loop.setup, loop.config, state, key_eval)
+    out.update(actor_gradient_stats(loop.setup, state.diag))
+    steps = (index + 1) * loop.sizes.updates_per_log * loop.sizes.steps_per_update
+    out.update(env_steps=steps, train_return=train_return, eval_returns=eval_returns,
+               eval_return=jnp.mean(eval_returns))
+    if loop.config.verbose:
+        jax.debug.callback(functools.partial(_print_progress, loop.name, loop.sizes.env_steps),
+                           steps, train_return, out["eval_return"])
+    return state, out
+
+
+def train_loop(name: str, key: PRNGKey, setup: Setup, config: CommonConfig, state: AgentState,
+               update: UpdateFn) -> TrainOutput:
+    """Runs ``update`` ``num_updates`` times from ``state`` and logs once per ``log_interval``.
+
+    Each log entry has the mean over its updates of every scalar ``update`` returns (apart from
+    ``return_sum``/``episodes``, which become the mean return of the episodes completed in the
+    interval, ``train_return``), greedy evaluation returns and the actor-gradient diagnostics of
+    the interval's last update.
+    """
+    loop = _Loop(name, setup, config, loop_sizes(config), update)
+    xs = (jnp.arange(loop.sizes.num_logs), jax.random.split(key, loop.sizes.num_logs))
+    state, metrics = jax.lax.scan(functools.partial(_outer_step, loop), state, xs)
+    return TrainOutput(state.params, state.obs_stats, metrics)
+
+
+def check_static(config: CommonConfig, reference: CommonConfig) -> None:
+    """A config passed to ``train`` may differ from the one the agent was built with only in its
+    traced fields (sizes and choices are baked into the compiled program)."""
+    if jax.tree.structure(config) != jax.tree.structure(reference):
+        raise ValueError("train() got a config whose static fields differ from make_train's; "
+                         "only traced fields (learning rate, γ, coefficients) may change")
+
+
+def stack_configs(configs: Sequence[CommonConfig]) -> CommonConfig:
+    """One config whose traced fields carry a leading axis, for ``jax.vmap(train)(keys, config)``
+    over hyperparameters (all static fields must agree)."""
+    for c in configs[1:]:
+        check_static(c, configs[0])
+    return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x, jnp.float32) for x in xs]), *configs)

@@ -1,0 +1,133 @@
+"""Advantage actor-critic with the one-step TD advantage (seed 004).
+
+Seed 004 estimates Q(s_t, a_t) ≈ r_t + γ V(s_{t+1}), so the policy gradient uses the TD error
+
+    δ_t = r_t + γ (1 − term_t) V(s_{t+1}) − V(s_t),
+    ∇θ J ≈ mean_t δ_t ∇θ log πθ(a_t|s_t),        L_V = mean_t δ_t²,
+
+with s_{t+1} the pre-reset observation, so V(s_{t+1}) is the final observation's value at a
+truncation and 0 only at a termination (``agents.returns``, λ = 0). The actor term is
+``gradest.likelihood_ratio_loss`` at θ = θ_old (ρ = 1, gradient = the score-function estimate);
+the critic regresses on the semi-gradient target sg(r + γ V(s')). Each rollout of
+``num_envs × num_steps`` transitions gives one gradient step on actor, critic and entropy bonus.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from agents import _common, returns as returns_lib, rollout as rollout_lib
+from agents._common import AgentState, CommonConfig, PolicyBatch, Setup, static
+
+Array = jax.Array
+sg = jax.lax.stop_gradient
+
+
+@struct.dataclass
+class ActorCriticConfig(CommonConfig):
+    """Actor-critic's fields on top of ``CommonConfig``."""
+
+    normalize_advantages: bool = static(False)  # δ ← (δ − mean) / std over the batch
+    vf_coef: float = 0.5                    # weight of the squared TD error
+
+
+class Batch(NamedTuple):
+    """One rollout, flattened: observations seen, actions, log-probs, (scaled) rewards and the
+    pre-reset next observations with their termination flags (a truncation needs no flag: the
+    pre-reset observation's value is the bootstrap)."""
+
+    obs: Array
+    action: Array
+    log_prob: Array
+    reward: Array
+    next_obs: Array
+    terminated: Array
+
+
+def td_errors(setup: Setup, config: ActorCriticConfig, critic_params, batch: Batch
+              ) -> tuple[Array, Array]:
+    """(V(s_t), TD targets r_t + γ (1 − term_t) V(s_{t+1})) for a flat batch, with V(s_{t+1})
+    of the pre-reset observation and no gradient (a semi-gradient target)."""
+    values = setup.critic.apply(critic_params, batch.obs)
+    next_values = sg(setup.critic.apply(critic_params, batch.next_obs))
+    targets = jax.vmap(returns_lib.td_target, in_axes=(0, 0, 0, None))(
+        batch.reward, next_values, batch.terminated, config.gamma)
+    return values, targets
+
+
+def advantages(config: ActorCriticConfig, values: Array, targets: Array) -> Array:
+    delta = sg(targets - values)
+    if config.normalize_advantages:
+        delta = _common.standardize(delta)
+    return delta
+
+
+def loss(setup: Setup, config: ActorCriticConfig, params, batch: Batch) -> tuple[Array, dict]:
+    """−mean δ ∇log π surrogate + c_v · ½ mean δ² − c_e H[π] on the batch."""
+    values, targets = td_errors(setup, config, params["critic"], batch)
+    adv = advantages(config, values, targets)
+    dist = setup.actor.apply(params["actor"], batch.obs)
+    actor_losses, _ = jax.vmap(_common.policy_gradient_loss)(dist.log_prob(batch.action),
+                                                            batch.log_prob, adv)
+    a_loss = jnp.mean(actor_losses)
+    v_loss = 0.5 * jnp.mean((targets - values) ** 2)
+    entropy = jnp.mean(dist.entropy())
+    total = a_loss + config.vf_coef * v_loss - config.ent_coef * entropy
+    return total, {"actor_loss": a_loss, "value_loss": v_loss, "entropy": entropy}
+
+
+def make_batch(config: ActorCriticConfig, stats: rollout_lib.RunningStats,
+               transitions: rollout_lib.Transition) -> Batch:
+    flat = _common.flatten
+    return Batch(flat(_common.observe(config, stats, transitions.obs)), flat(transitions.action),
+                 flat(transitions.extras), flat(transitions.reward) * config.reward_scale,
+                 flat(_common.observe(config, stats, transitions.next_obs)),
+                 flat(transitions.terminated))
+
+
+class _Ctx(NamedTuple):
+    setup: Setup
+    config: ActorCriticConfig
+    opt: Any
+
+
+def update(ctx: _Ctx, state: AgentState, key) -> tuple[AgentState, dict]:
+    """One rollout and one gradient step."""
+    setup, config = ctx.setup, ctx.config
+    policy = functools.partial(_common.act, setup, config, state.params["actor"], state.obs_stats)
+    env, transitions = rollout_lib.rollout(key, setup.env, setup.env_params, setup.spec, policy,
+                                           state.env, config.num_steps)
+    batch = make_batch(config, state.obs_stats, transitions)
+    learner, metrics = _common.gradient_step(ctx.opt, functools.partial(loss, setup, config),
+                                             _common.Learner(state.params, state.opt_state), batch)
+    # Diagnostics on the raw TD errors δ = (r + γ V(s')) − V(s), whose baseline is V(s).
+    values, targets = td_errors(setup, config, state.params["critic"], batch)
+    diag = _common.DiagInput(state.params["actor"], PolicyBatch(
+        batch.obs, batch.action, batch.log_prob, targets - values), values)
+    state = AgentState(learner.params, learner.opt_state, env,
+                       _common.updated_stats(config, state.obs_stats, transitions.obs), diag,
+                       state.extra)
+    metrics.update(_common.episode_metrics(transitions))
+    return state, metrics
+
+
+def make_train(config: ActorCriticConfig, env, env_params):
+    """``train(key, config=config) -> TrainOutput`` for actor-critic on ``env``."""
+    _common.check_config(config)
+    setup = _common.make_setup(config, env, env_params)
+    sizes = _common.loop_sizes(config)
+
+    def train(key, train_config: ActorCriticConfig = config) -> _common.TrainOutput:
+        _common.check_static(train_config, config)
+        key_init, key_loop = jax.random.split(key)
+        opt = _common.make_optimizer(train_config, sizes.num_updates)
+        state = _common.init_state(key_init, setup, train_config, opt)
+        return _common.train_loop("actor_critic", key_loop, setup, train_config, state,
+                                  functools.partial(update, _Ctx(setup, train_config, opt)))
+
+    return train

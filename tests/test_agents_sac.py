@@ -1,0 +1,297 @@
+"""SAC: losses and targets on hand-computed cases, the tanh log-prob correction, truncation in the
+replay data, α's update direction, every actor estimator under jit and vmap, and (slow) learning."""
+
+import functools
+
+import chex
+import distrax
+import gymnax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradest
+from agents import replay, rollout, sac
+
+# Tiny sizes: every test here compiles small programs only.
+TINY = dict(actor_widths=(8,), critic_widths=(8,), batch_size=8, warmup_steps=16, buffer_size=64,
+            total_steps=64, log_interval=24, eval_episodes=2, verbose=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fast_compiles():
+    """These tests check behaviour, not speed: skipping most XLA optimizations halves their
+    compile time, which dominates this file."""
+    previous = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", previous)
+
+
+def _agent(env_id="Pendulum-v1", **overrides):
+    env, env_params = gymnax.make(env_id)
+    return sac.make_agent(sac.SACConfig(**{**TINY, **overrides}), env, env_params)
+
+
+def _filled_state(agent, key, size=16):
+    """A fresh state whose buffer holds ``size`` random transitions (no environment steps, so
+    nothing beyond the update itself needs compiling)."""
+    k_init, k_obs, k_act, k_rew, k_term, k_next = jax.random.split(key, 6)
+    state = sac.init_state(agent, k_init)
+    obs_shape = (size,) + state.env.obs.shape[1:]
+    experience = sac.Experience(
+        obs=jax.random.normal(k_obs, obs_shape),
+        action=sac.random_actions(agent.nets.spec, k_act, size),
+        reward=jax.random.normal(k_rew, (size,)),
+        terminated=jax.random.bernoulli(k_term, 0.1, (size,)),
+        next_obs=jax.random.normal(k_next, obs_shape))
+    return state.replace(buffer=replay.add(state.buffer, experience),
+                         obs_stats=rollout.update_stats(state.obs_stats, experience.obs))
+
+
+# --------------------------------------------------------------------------------------------
+# Pure pieces.
+
+
+def test_replay_ring_buffer_wraps_and_samples_filled_part():
+    buf = replay.init({"x": jnp.zeros(()), "y": jnp.zeros((2,))}, capacity=5)
+    for start in (0, 3):
+        items = {"x": jnp.arange(start, start + 3, dtype=jnp.float32),
+                 "y": jnp.ones((3, 2)) * start}
+        buf = replay.add(buf, items)
+    # 6 items in 5 slots: the first (x = 0) was overwritten by the last (x = 5).
+    np.testing.assert_array_equal(buf.storage["x"], [5, 1, 2, 3, 4])
+    assert int(buf.head) == 1 and int(buf.size) == 5
+    sample = replay.sample(jax.random.key(0), buf, 200)
+    assert set(np.asarray(sample["x"]).tolist()) == {1.0, 2.0, 3.0, 4.0, 5.0}
+    partial = replay.add(replay.init(jnp.zeros(()), 10), jnp.arange(3.0))
+    assert set(np.asarray(replay.sample(jax.random.key(1), partial, 100)).tolist()) == {0, 1, 2}
+
+
+def test_soft_value_takes_the_min_of_twin_q_and_the_entropy_term():
+    q = jnp.array([[1.0, 3.0], [2.0, 0.0]])  # [critic, action]: min over critics = [1, 0]
+    log_prob = jnp.log(jnp.array([0.25, 0.75]))
+    alpha = 0.5
+    # Exact (discrete) value: Σ_a π(a) (min_j Q_j − α log π(a)).
+    expected = 0.25 * (1.0 - alpha * log_prob[0]) + 0.75 * (0.0 - alpha * log_prob[1])
+    np.testing.assert_allclose(sac.soft_value(q, log_prob, jnp.exp(log_prob), alpha), expected,
+                               rtol=1e-6)
+    # One sample (continuous): min_j Q_j(s, a) − α log π(a|s).
+    np.testing.assert_allclose(sac.soft_value(q[:, :1], jnp.array([-1.0]), jnp.ones(1), alpha),
+                               1.0 + alpha, rtol=1e-6)
+
+
+def test_td_target_bootstraps_truncation_and_stops_at_termination():
+    reward, v_next, gamma = jnp.array([1.0, 1.0]), jnp.array([10.0, 10.0]), 0.9
+    terminated = jnp.array([False, True])
+    np.testing.assert_allclose(sac.td_target(reward, terminated, v_next, gamma), [10.0, 1.0])
+
+
+def test_critic_loss_pulls_both_critics_to_the_target():
+    q = jnp.array([1.0, 3.0])
+    np.testing.assert_allclose(sac.critic_loss(q, 2.0), 1.0)
+    np.testing.assert_allclose(jax.grad(sac.critic_loss)(q, 2.0), [-1.0, 1.0])
+    # The target is a constant: no gradient flows into it.
+    assert float(jax.grad(sac.critic_loss, argnums=1)(q, 2.0)) == 0.0
+
+
+@pytest.mark.parametrize("entropy, direction", [(-3.0, +1), (1.0, -1)])
+def test_alpha_rises_below_the_target_entropy_and_falls_above(entropy, direction):
+    target = -1.0
+    grad = jax.grad(sac.alpha_loss)(jnp.asarray(0.0), jnp.asarray(entropy), target)
+    assert np.sign(float(grad)) == -direction  # gradient descent moves log α by −grad
+
+
+def test_alpha_update_inside_the_agent_moves_toward_the_target_entropy():
+    # A target far above any reachable entropy: α must grow in every update.
+    agent = _agent(target_entropy_scale=-50.0)
+    state = _filled_state(agent, jax.random.key(0))
+    new_state, metrics = jax.jit(functools.partial(sac.update, agent))(state, jax.random.key(1))
+    assert float(new_state.log_alpha) > float(state.log_alpha)
+    assert float(metrics.entropy) < float(agent.target_entropy)
+
+
+def test_polyak_update_mixes_target_and_online():
+    out = sac.polyak_update({"w": jnp.ones(2)}, {"w": jnp.zeros(2)}, 0.75)
+    np.testing.assert_allclose(out["w"], [0.75, 0.75])
+
+
+def test_tanh_log_prob_correction_inside_the_agent():
+    """log π(a|s) = log N(u; μ, σ) − Σ log(1 − tanh² u) for the agent's actor (seed 000), both for
+    a sample (evaluated at the pre-tanh u) and for a stored action (through atanh)."""
+    agent = _agent(actor_widths=(16,))
+    obs = jnp.array([0.3, -0.9, 1.5])
+    params = agent.nets.actor.init(jax.random.key(0), obs)
+    dist = sac.policy(agent.nets, params, obs)
+    reference = distrax.Transformed(distrax.MultivariateNormalDiag(dist.loc, dist.scale),
+                                    distrax.Block(distrax.Tanh(), 1))
+    actions, log_probs = dist.sample_and_log_prob(seed=jax.random.key(1), sample_shape=(64,))
+    u = jnp.arctanh(actions)
+    by_hand = (jnp.sum(jax.scipy.stats.norm.logpdf(u, dist.loc, dist.scale), -1)
+               - jnp.sum(jnp.log(1.0 - actions**2), -1))
+    np.testing.assert_allclose(log_probs, by_hand, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dist.log_prob(actions), reference.log_prob(actions), rtol=1e-4,
+                               atol=1e-4)
+    # The correction matters: without it the density is that of u, not of a.
+    assert not np.allclose(log_probs, jnp.sum(jax.scipy.stats.norm.logpdf(u, dist.loc,
+                                                                           dist.scale), -1))
+
+
+def test_exact_expectation_estimator_gives_the_exact_gradient():
+    values = jnp.array([1.0, -2.0, 0.5])
+    make_dist = lambda p: distrax.OneHotCategorical(logits=p, dtype=jnp.float32)
+    f = lambda p, y: jnp.dot(y, values) + jnp.sum(p**2)
+    logits = jnp.array([0.1, 0.4, -0.3])
+    exact = jax.grad(lambda p: jnp.dot(jax.nn.softmax(p), values) + jnp.sum(p**2))(logits)
+    est = sac.exact_expectation()
+    grad, _ = jax.grad(est.surrogate, argnums=1, has_aux=True)(
+        jax.random.key(0), logits, make_dist, f, est.init())
+    np.testing.assert_allclose(grad, exact, rtol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# The agent.
+
+
+def test_replay_keeps_the_pre_reset_observation_at_truncation():
+    """Pendulum never terminates and truncates at 200 steps: the stored next_obs of step 199 is
+    the final observation, not the first of the next episode, and terminated stays False."""
+    agent = _agent(buffer_size=256)
+    state = sac.init_state(agent, jax.random.key(0))
+    state, _ = jax.lax.scan(functools.partial(sac.warmup_step, agent), state,
+                            jax.random.split(jax.random.key(1), 201))
+    data = state.buffer.storage
+    assert not bool(jnp.any(data.terminated))
+    continuing = np.arange(199)
+    np.testing.assert_allclose(data.next_obs[continuing], data.obs[continuing + 1])
+    assert not np.allclose(data.next_obs[199], data.obs[200])  # obs[200] is after the reset
+
+
+@pytest.mark.parametrize("env_id, estimator", [("CartPole-v1", "pathwise"),
+                                               ("CartPole-v1", "zeroth_order"),
+                                               ("Pendulum-v1", "gumbel_softmax"),
+                                               ("Pendulum-v1", "exact")])
+def test_incompatible_estimator_raises_when_the_agent_is_built(env_id, estimator):
+    with pytest.raises(gradest.EstimatorError):
+        _agent(env_id, actor_estimator=estimator)
+
+
+def test_baseline_without_the_score_function_raises():
+    with pytest.raises(gradest.EstimatorError, match="score"):
+        _agent(actor_estimator="pathwise", actor_baseline="value")
+
+
+# One fast case per estimator family; the other combinations run with -m slow.
+ESTIMATOR_CASES = [
+    ("Pendulum-v1", "pathwise", "none"),
+    ("Pendulum-v1", "score_function", "value"),
+    ("Pendulum-v1", "zeroth_order", "none"),
+    ("CartPole-v1", "exact", "none"),
+    ("CartPole-v1", "straight_through", "none"),
+    pytest.param("Pendulum-v1", "score_function", "none", marks=pytest.mark.slow),
+    pytest.param("Pendulum-v1", "score_function", "mc_value", marks=pytest.mark.slow),
+    pytest.param("Pendulum-v1", "score_function", "leave_one_out", marks=pytest.mark.slow),
+    pytest.param("CartPole-v1", "gumbel_softmax", "none", marks=pytest.mark.slow),
+    pytest.param("CartPole-v1", "score_function", "none", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("env_id, estimator, baseline", ESTIMATOR_CASES)
+def test_every_estimator_updates_under_jit_and_vmap(env_id, estimator, baseline):
+    agent = _agent(env_id, actor_estimator=estimator, actor_baseline=baseline)
+    # Two seeds of one start state (built eagerly: its small ops compile once for all cases).
+    states = jax.tree.map(lambda x: jnp.stack([x, x]), _filled_state(agent, jax.random.key(0)))
+
+    @jax.jit
+    def run(states, keys):
+        def updates(state, key):
+            state, metrics = jax.lax.scan(functools.partial(sac.update, agent), state,
+                                          jax.random.split(key, 3))
+            return state, metrics, sac.actor_gradient_stats(agent, state, key)
+        return jax.vmap(updates)(states, keys)
+
+    new, metrics, stats = run(states, jax.random.split(jax.random.key(1), 2))
+    chex.assert_tree_all_finite((metrics, stats.total_variance, stats.snr, new.actor_params))
+    chex.assert_shape(metrics.critic_loss, (2, 3))
+    assert np.all(np.asarray(new.num_updates) == 3)
+    moved = jax.tree.map(lambda a, b: jnp.any(a != b), new.actor_params, states.actor_params)
+    assert any(jax.tree.leaves(moved)), "the actor did not move"
+    if estimator in ("gumbel_softmax", "straight_through"):
+        assert np.all(np.asarray(new.estimator_state.step) == 3)  # the τ schedule advanced
+
+
+@pytest.mark.parametrize("estimator, baseline", [("pathwise", "none"),
+                                                 ("score_function", "leave_one_out"),
+                                                 ("zeroth_order", "none")])
+def test_updates_from_a_saturated_state_stay_finite(estimator, baseline):
+    """A deliberately bad start (actor pre-activations ×100: μ and σ saturated, the actions at
+    ±1 where log π and the tanh inverse are extreme; α at its cap; a large step size) must not
+    produce NaN under any estimator: f clips the probed actions into the box, the gradients are
+    clipped, α is capped."""
+    agent = _agent(actor_estimator=estimator, actor_baseline=baseline, learning_rate=0.1,
+                   max_grad_norm=10.0, max_alpha=1e3)
+    state = _filled_state(agent, jax.random.key(0))
+    state = state.replace(actor_params=jax.tree.map(lambda x: 100.0 * x, state.actor_params),
+                          log_alpha=jnp.log(jnp.float32(1e3)))
+    run = jax.jit(lambda s, k: jax.lax.scan(functools.partial(sac.update, agent), s,
+                                            jax.random.split(k, 5)))
+    new, metrics = run(state, jax.random.key(1))
+    chex.assert_tree_all_finite((metrics, new.actor_params, new.critic_params, new.log_alpha))
+    assert float(jnp.exp(new.log_alpha)) <= 1e3 * (1 + 1e-5)
+    # f is finite far outside the action box: zeroth-order probes a ± 10u land there.
+    wide = gradest.zeroth_order(10.0, 4, antithetic=True)
+    grad, _ = jax.grad(functools.partial(sac.actor_surrogate, agent.nets, wide), has_aux=True)(
+        new.actor_params, jax.random.key(2), state.buffer.storage.obs[0], new.critic_params,
+        jnp.float32(1.0), jnp.float32(0.0), ())
+    chex.assert_tree_all_finite(grad)
+
+
+def test_make_train_runs_under_jit_and_vmap_with_finite_metrics():
+    env, env_params = gymnax.make("Pendulum-v1")
+    config = sac.SACConfig(**TINY)
+    out = jax.jit(jax.vmap(sac.make_train(config, env, env_params)))(
+        jax.random.split(jax.random.key(0), 2))
+    chex.assert_shape(out.metrics["eval_returns"], (2, 2, config.eval_episodes))
+    np.testing.assert_array_equal(out.metrics["env_steps"][0], [40, 64])
+    finite = {k: v for k, v in out.metrics.items() if k != "train_return"}
+    chex.assert_tree_all_finite((finite, out.params))
+
+
+def test_loop_sizes_total_the_budget():
+    sizes = sac.loop_sizes(sac.SACConfig(total_steps=10_000, warmup_steps=256, log_interval=500))
+    assert sizes.warmup_iterations >= 256 and sizes.env_steps(1) == 10_000
+    assert sizes.iterations_per_log >= 500
+    config = sac.SACConfig(total_steps=50_000, warmup_steps=1000, num_envs=5, log_interval=500)
+    sizes = sac.loop_sizes(config)
+    assert sizes.warmup_iterations * 5 >= 1000 and sizes.env_steps(5) == 50_000
+
+
+# --------------------------------------------------------------------------------------------
+# Learning (slow).
+
+
+def _tuned(env_id, **overrides):
+    from experiments import configs
+    from experiments.configs import sac as sac_configs
+    config = sac_configs.get_config(env_id)
+    config.update(verbose=False, **overrides)
+    return configs.build(configs.REGISTRY["sac"], config)
+
+
+@pytest.mark.slow
+def test_pathwise_sac_learns_pendulum():
+    config = _tuned("Pendulum-v1", total_steps=6000)
+    env, env_params = gymnax.make("Pendulum-v1")
+    out = jax.jit(jax.vmap(sac.make_train(config, env, env_params)))(
+        jax.random.split(jax.random.key(0), 2))
+    assert float(jnp.mean(out.metrics["eval_return"][:, -1])) > -400.0  # random policy: about −1200
+
+
+@pytest.mark.slow
+def test_exact_discrete_sac_learns_cartpole():
+    config = _tuned("CartPole-v1", total_steps=25_000)
+    env, env_params = gymnax.make("CartPole-v1")
+    out = jax.jit(jax.vmap(sac.make_train(config, env, env_params)))(
+        jax.random.split(jax.random.key(0), 2))
+    assert float(jnp.mean(out.metrics["eval_return"][:, -1])) > 200.0  # random policy: about 20

@@ -1,0 +1,143 @@
+"""Every agent trains for a few updates under jit and vmap with finite metrics (tiny sizes)."""
+
+import chex
+import gymnax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from agents import _common, actor_critic, networks, ppo, reinforce
+
+# Tiny sizes: 2 envs × 8 steps, 3 logs of 2 updates, 2 evaluation episodes.
+TINY = dict(num_envs=2, num_steps=8, total_steps=2 * 8 * 6, log_interval=2, eval_episodes=2,
+            actor_widths=(8,), critic_widths=(8,), verbose=False)
+NUM_SEEDS = 2
+NUM_LOGS = 3
+
+
+def _env(env_id):
+    env, params = gymnax.make(env_id)
+    # Short episodes, so that some end within the tiny budget and train_return is defined.
+    return env, params.replace(max_steps_in_episode=10)
+
+
+def _check_output(out, extra_keys=()):
+    metrics = out.metrics
+    for key in ("train_return", "eval_return", "entropy", "actor_loss", "grad_variance",
+                "grad_snr", "env_steps", *extra_keys):
+        assert key in metrics, key
+        chex.assert_shape(metrics[key], (NUM_SEEDS, NUM_LOGS))
+    chex.assert_shape(metrics["eval_returns"], (NUM_SEEDS, NUM_LOGS, TINY["eval_episodes"]))
+    chex.assert_tree_all_finite(metrics)
+    chex.assert_tree_all_finite(out.params)
+    np.testing.assert_array_equal(metrics["env_steps"][0], [32, 64, 96])
+
+
+CASES = [
+    ("ppo", "CartPole-v1", ppo.PPOConfig(num_minibatches=2, **TINY)),
+    ("ppo", "Pendulum-v1", ppo.PPOConfig(num_minibatches=2, normalize_obs=True, **TINY)),
+    ("actor_critic", "CartPole-v1", actor_critic.ActorCriticConfig(**TINY)),
+    ("reinforce", "Acrobot-v1", reinforce.ReinforceConfig(baseline="moving_average", **TINY)),
+]
+MODULES = {"ppo": ppo, "actor_critic": actor_critic, "reinforce": reinforce}
+
+
+@pytest.mark.parametrize("agent,env_id,config", CASES, ids=[f"{a}-{e}" for a, e, _ in CASES])
+def test_trains_under_jit_and_vmap(agent, env_id, config):
+    env, params = _env(env_id)
+    train = MODULES[agent].make_train(config, env, params)
+    out = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), NUM_SEEDS))
+    extra = ("clip_fraction", "approx_kl", "value_loss") if agent == "ppo" else ()
+    _check_output(out, extra)
+
+
+def test_vmap_over_traced_hyperparameters():
+    """Seeds × learning rates × γ in one call; a different learning rate changes the result."""
+    env, params = _env("CartPole-v1")
+    config = reinforce.ReinforceConfig(baseline="learned", **TINY)
+    train = reinforce.make_train(config, env, params)
+    configs = _common.stack_configs([config.replace(learning_rate=1e-2, gamma=0.9),
+                                     config.replace(learning_rate=1e-4, gamma=0.99)])
+    keys = jnp.stack([jax.random.key(0)] * NUM_SEEDS)
+    out = jax.jit(jax.vmap(train))(keys, configs)
+    _check_output(out, ("value_loss",))
+    # Same key, different hyperparameters: different parameters.
+    leaf = jax.tree.leaves(out.params["actor"])[0]
+    assert not np.allclose(leaf[0], leaf[1])
+
+
+def test_static_fields_cannot_change_at_call_time():
+    env, params = _env("CartPole-v1")
+    config = actor_critic.ActorCriticConfig(**TINY)
+    train = actor_critic.make_train(config, env, params)
+    with pytest.raises(ValueError, match="static"):
+        train(jax.random.key(0), config.replace(num_steps=4))
+
+
+def test_bad_sizes_are_rejected():
+    env, params = _env("CartPole-v1")
+    with pytest.raises(ValueError, match="less than one update"):
+        ppo.make_train(ppo.PPOConfig(num_minibatches=2, **{**TINY, "total_steps": 4}), env, params)
+    with pytest.raises(ValueError, match="divisible"):
+        ppo.make_train(ppo.PPOConfig(num_minibatches=3, **TINY), env, params)
+    with pytest.raises(ValueError, match="baseline"):
+        reinforce.make_train(reinforce.ReinforceConfig(baseline="optimal", **TINY), env, params)
+    with pytest.raises(ValueError, match="unsupported action space"):
+        _common.make_setup(ppo.PPOConfig(**TINY), _DictActions(), params)
+
+
+class _DictActions:
+    """An environment stub whose action space no agent supports."""
+
+    def action_space(self, params):
+        return gymnax.environments.spaces.Dict({})
+
+
+def test_policy_gradient_loss_is_score_function_at_theta_old():
+    """At θ = θ_old the per-sample loss gradient is −Â ∇θ log πθ(a|s)."""
+    actor = networks.CategoricalActor(3, (8,))
+    params = actor.init(jax.random.key(0), jnp.zeros(4))
+    obs, action, adv = jnp.ones(4), jnp.array(2), jnp.array(1.7)
+    old_log_prob = actor.apply(params, obs).log_prob(action)
+
+    def loss(p):
+        return _common.policy_gradient_loss(actor.apply(p, obs).log_prob(action), old_log_prob, adv)[0]
+
+    expected = jax.tree.map(lambda g: -adv * g,
+                            jax.grad(lambda p: actor.apply(p, obs).log_prob(action))(params))
+    chex.assert_trees_all_close(jax.grad(loss)(params), expected, rtol=1e-5)
+    np.testing.assert_allclose(loss(params), -adv, rtol=1e-6)
+
+
+def test_networks():
+    obs = jnp.ones((5, 3))
+    key = jax.random.key(0)
+    for actor in (networks.GaussianActor(2, (16,), state_dependent_std=True),
+                  networks.GaussianActor(2, (16,), log_std_init=-0.5),
+                  networks.TanhGaussianActor(2, (16,))):
+        params = actor.init(key, obs)
+        action, log_prob = actor.apply(params, obs).sample_and_log_prob(seed=key)
+        chex.assert_shape(action, (5, 2))
+        chex.assert_shape(log_prob, (5,))
+        chex.assert_tree_all_finite(log_prob)
+    tanh_actions = networks.TanhGaussianActor(2, (16,)).apply(params, obs).sample(seed=key)
+    assert bool(jnp.all(jnp.abs(tanh_actions) < 1.0))
+    chex.assert_shape(networks.ValueCritic((16,)).apply(
+        networks.ValueCritic((16,)).init(key, obs), obs), (5,))
+    q = networks.QCritic((16,))
+    chex.assert_shape(q.apply(q.init(key, obs, jnp.ones((5, 2))), obs, jnp.ones((5, 2))), (5,))
+    qd = networks.DiscreteQCritic(4, (16,))
+    chex.assert_shape(qd.apply(qd.init(key, obs), obs), (5, 4))
+    image_actor = networks.CategoricalActor(3, (16,), obs_ndim=3)
+    image = jnp.ones((5, 4, 4, 2))
+    chex.assert_shape(image_actor.apply(image_actor.init(key, image), image).logits, (5, 3))
+    with pytest.raises(ValueError, match="activation"):
+        networks.activation("nope")
+
+
+def test_orthogonal_init():
+    for shape in [(3, 16), (16, 16), (16, 2)]:
+        w = networks.orthogonal(2.0)(jax.random.key(0), shape)
+        gram = w.T @ w if shape[0] >= shape[1] else w @ w.T
+        chex.assert_trees_all_close(gram, 4.0 * jnp.eye(gram.shape[0]), atol=1e-5)
