@@ -1,0 +1,68 @@
+"""SAC configurations: ``agents.sac.SACConfig`` defaults, then per-environment tuned values.
+
+    python -m experiments.train --agent=sac --env=Pendulum-v1 --output_dir=/tmp/sac_pendulum
+    python -m experiments.train --agent=sac --env=CartPole-v1 --output_dir=/tmp/sac_cartpole
+    python -m experiments.train --agent=sac --env=Pendulum-v1 \
+        --config.actor_estimator=score_function --config.actor_baseline=value ...
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from agents.sac import SACConfig
+from experiments.configs._base import with_tuned
+
+# Every other field keeps the SACConfig default.
+TUNED = {
+    # rejax's tuned configuration (../shared/peers/configs/rejax_pendulum.yaml).
+    "Pendulum-v1": dict(
+        total_steps=10_000,         # the target budget (−160 at 10k, −150 at 20k)
+        num_envs=1,                 # one environment, one gradient step per env step (UTD 1)
+        buffer_size=10_000,         # rejax's; the whole 10k run fits
+        warmup_steps=256,           # rejax's fill_buffer: one batch of random actions
+        batch_size=256,
+        updates_per_step=1,
+        log_interval=500,           # 19 evaluations of 32 greedy episodes over 10k steps
+        actor_widths=(64, 64),      # rejax's default MLP
+        critic_widths=(64, 64),
+        activation="swish",
+        normalize_obs=True,         # θ̇ ∈ [−8, 8] next to cos/sin ∈ [−1, 1]
+        actor_estimator="pathwise", # seed 000's reparameterized tanh-Gaussian actor
+        learning_rate=1e-2,         # rejax's large step size, tuned for this short budget
+        actor_lr_scale=1.0,         # pathwise; experiments/sac_estimators.py tunes it per
+                                    # estimator (score function + V(s), zeroth order: 0.1)
+        max_grad_norm=float("inf"), # no clip: pathwise needs none; set e.g. 10 for safety
+        max_alpha=1e3,              # α cap: keeps a saturated (dead) actor from overflowing Q
+        gamma=0.99,
+        polyak=0.98,                # fast targets: the critics get 10k updates in all
+        target_entropy_scale=1.0,   # H̄ = −|A| = −1
+    ),
+    # rejax's tuned discrete SAC (../shared/peers/configs/rejax_cartpole.yaml, ``sac:``).
+    "CartPole-v1": dict(
+        total_steps=50_000,         # the target budget (≥ 475)
+        num_envs=5,                 # 5 environments per vector step
+        buffer_size=10_000,
+        warmup_steps=1_000,         # rejax's fill_buffer
+        batch_size=256,
+        updates_per_step=2,         # rejax's num_epochs: 2 gradient steps per 5 env steps
+        log_interval=500,           # 20 evaluations of 32 greedy episodes
+        actor_widths=(64, 64),
+        critic_widths=(64, 64),
+        activation="tanh",
+        normalize_obs=False,
+        actor_estimator="exact",    # Σ_a π(a|s)(α log π(a|s) − min_j Q_j(s, a)); or
+                                    # straight_through, gumbel_softmax, score_function
+        learning_rate=1e-3,
+        gamma=0.99,
+        polyak=0.95,
+        target_entropy_ratio=0.7,   # H̄ = 0.7 log 2 (rejax's)
+    ),
+}
+
+
+def get_config(env_id: str) -> ml_collections.ConfigDict:
+    """SAC's config for ``env_id`` (the defaults where it has no tuned entry; the default actor
+    estimator, pathwise, needs continuous actions: pass --config.actor_estimator=exact, say, for
+    an untuned discrete environment)."""
+    return with_tuned(SACConfig, TUNED, env_id)
