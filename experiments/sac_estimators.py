@@ -1,0 +1,367 @@
+r"""Seed 002: SAC's actor gradient by reparameterization or by the score function, on Pendulum-v1.
+
+    python -m experiments.sac_estimators --output_dir=results/sac_estimators [--num_seeds=8]
+        [--total_steps=10000] [--seed=0] [--quick] [--overwrite]
+
+Seed 002 derives the score-function form of SAC's actor gradient,
+
+    ∇φ J = E_{s~D, a~πφ}[ ∇φ log πφ(a|s) · (log πφ(a|s) − Q(s, a)/α + 1) ],
+
+notes that the +1 may be replaced by any action-independent baseline such as V(s)/α, and claims
+(i) reparameterized and score-function SAC perform about the same, (ii) at about the same cost,
+(iii) while dropping the baseline makes the score function much worse.
+
+We train the same agent (``agents.sac``, the tuned Pendulum configuration of
+``experiments/configs/sac.py``) at the same budget with ≥ 8 seeds per actor estimator:
+
+* ``pathwise``: the reparameterized tanh-Gaussian actor of seed 000 (one action per state);
+* ``score_function``: no baseline (seed 002's bare form, +1 from the direct ∇ α log π term);
+* ``score_function+V``: a learned V(s) baseline (seed 002's V/α, in f's units b(s) = −V(s), V
+  regressed on the soft value E_a[min Q − α log π]);
+* ``score_function+mcV``: V(s) estimated from K fresh actions per state (independent of the
+  scored ones, so unbiased);
+* ``score_function+LOO``: the leave-one-out baseline over the K scored actions (gradest's RLOO;
+  the V(s) estimated from those same K actions is this up to the factor (K − 1)/K);
+* ``zeroth_order``: antithetic finite differences of f in action space, chained through the
+  reparameterized sample (seed 003's estimator in SAC).
+
+Fairness. Every score-function variant scores K = 4 actions per state (the same replay batch and
+environment-step budget as pathwise, more actor samples per update: the cost column shows what
+that costs). Seed 002 does not say how its score-function SAC was tuned, and Pendulum's tuned
+step size (1e-2, rejax's, tuned for pathwise) need not suit a higher-variance gradient, so each
+variant's actor step size was tuned with the same small effort: actor_lr_scale ∈ {1, 0.3, 0.1}
+(actor lr 1e-2, 3e-3, 1e-3), 2 seeds × 10k steps each, seed keys disjoint from the evaluation
+seeds, picking the best mean of the last three evaluations (``TUNING`` below records the
+numbers). Critics, α and V keep the shared step size.
+
+and report final greedy returns (32 episodes per seed), learning curves, the actor gradient's
+per-state variance and SNR over training (``gradest.diagnostics`` on one replay batch per log), and
+the wall-clock cost of one gradient update (critic, actor, α) of each, timed on its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+
+from absl import app, flags
+import gymnax
+import jax
+import matplotlib.pyplot as plt
+import numpy as np
+import scipy.stats
+
+from agents import sac
+from experiments import _common
+from experiments.configs import sac as sac_configs
+
+ENV_ID = "Pendulum-v1"
+
+K = 4  # actions scored per state by the score function
+
+# name -> SACConfig fields. actor_lr_scale: chosen by the tuning described above (TUNING).
+VARIANTS = {
+    "pathwise": dict(actor_estimator="pathwise", actor_lr_scale=1.0),
+    "score_function+V": dict(actor_estimator="score_function", actor_baseline="value",
+                             num_action_samples=K, actor_lr_scale=0.1),
+    "score_function": dict(actor_estimator="score_function", num_action_samples=K,
+                           actor_lr_scale=0.3),
+    "score_function+mcV": dict(actor_estimator="score_function", actor_baseline="mc_value",
+                               num_action_samples=K, actor_lr_scale=1.0),
+    "score_function+LOO": dict(actor_estimator="score_function", actor_baseline="leave_one_out",
+                               num_action_samples=K, actor_lr_scale=1.0),
+    "zeroth_order": dict(actor_estimator="zeroth_order", actor_lr_scale=0.1),
+}
+# The tuning runs: variant -> {actor_lr_scale: mean of the last 3 evaluations over 2 seeds}.
+# Measured once (2 seeds, keys from jax.random.key(123), 10k steps, K = 4); the best scale per
+# variant is the one in VARIANTS. Without a baseline no step size learned.
+TUNING: dict = {
+    "pathwise": {1.0: -155, 0.3: -158, 0.1: -157},
+    "score_function": {1.0: -1482, 0.3: -1406, 0.1: -1493},
+    "score_function+V": {1.0: -817, 0.3: -439, 0.1: -157},
+    "score_function+mcV": {1.0: -154, 0.3: -157, 0.1: -158},
+    "score_function+LOO": {1.0: -154, 0.3: -156, 0.1: -158},
+    "zeroth_order": {1.0: -1406, 0.3: -1612, 0.1: -154},
+}
+# What the verdict needs; the quick budget trains only these.
+VERDICT_VARIANTS = ("pathwise", "score_function+V", "score_function")
+
+size = _common.size_field
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    num_seeds: int = size(8, "Seeds per estimator (vmapped).")
+    total_steps: int = size(10_000, "Environment steps per seed (the same budget for all).")
+    timing_updates: int = size(500, "Gradient updates timed per estimator for the cost per update.")
+
+
+FULL = Sizes()
+QUICK = Sizes(num_seeds=2, total_steps=1_500, timing_updates=50)
+
+T_BOUND = 2.0  # |Welch t| below this: "about the same"; above it (the right way): "worse"
+COST_BOUND = 1.5  # cost per update within this factor of pathwise's: "about the same cost"
+
+
+def base_config(total_steps: int, **overrides) -> sac.SACConfig:
+    fields = sac_configs.get_config(ENV_ID).to_dict()
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    fields.update(total_steps=total_steps, verbose=False)
+    # About 20 log points whatever the budget (the tuned config logs every 500 steps).
+    fields["log_interval"] = max(1, total_steps // 20)
+    fields.update(overrides)
+    return sac.SACConfig(**fields)
+
+
+def train_variant(config: sac.SACConfig, keys: jax.Array) -> dict:
+    """Trains all seeds of one variant at once; metrics per seed and log, and the timings."""
+    env, env_params = gymnax.make(ENV_ID)
+    train = jax.jit(jax.vmap(sac.make_train(config, env, env_params)))
+    start = time.perf_counter()
+    compiled = train.lower(keys).compile()
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    out = jax.block_until_ready(compiled(keys))
+    train_s = time.perf_counter() - start
+    metrics = {k: np.asarray(v) for k, v in out.metrics.items() if k != "eval_returns"}
+    return {"compile_seconds": compile_s, "train_seconds": train_s, "metrics": metrics}
+
+
+def time_updates(configs: dict, key: jax.Array, num_updates: int, rounds: int = 3) -> dict:
+    """Seconds per gradient update (critic, actor, α and targets) of one seed per variant, from a
+    compiled scan of ``num_updates`` updates on a buffer of random-action transitions. The
+    variants are timed in interleaved rounds (median per variant), so a change in the shared
+    machine's load hits all of them alike."""
+    env, env_params = gymnax.make(ENV_ID)
+    k_init, k_fill, k_run = jax.random.split(key, 3)
+    programs = {}
+    for name, config in configs.items():
+        agent = sac.make_agent(config, env, env_params)
+        state = sac.init_state(agent, k_init)
+        state, _ = jax.jit(lambda s, k, a=agent: jax.lax.scan(
+            functools.partial(sac.warmup_step, a), s, jax.random.split(k, config.batch_size)))(
+                state, k_fill)
+        # The whole final state is the output: returning less would let XLA drop the updates.
+        run = jax.jit(lambda s, k, a=agent: jax.lax.scan(
+            functools.partial(sac.update, a), s, jax.random.split(k, num_updates))[0])
+        compiled = run.lower(state, k_run).compile()
+        jax.block_until_ready(compiled(state, k_run))
+        programs[name] = (compiled, state)
+    times = {name: [] for name in configs}
+    for i in range(rounds):
+        for name, (compiled, state) in programs.items():
+            start = time.perf_counter()
+            jax.block_until_ready(compiled(state, jax.random.fold_in(k_run, i)))
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t)) / num_updates for name, t in times.items()}
+
+
+def summarize(name: str, result: dict) -> dict:
+    m = result["metrics"]
+    final = m["eval_return"][:, -1]
+    return {
+        "final_return_per_seed": final.tolist(),
+        "final_return_mean": float(np.mean(final)),
+        "final_return_se": float(np.std(final, ddof=1) / np.sqrt(final.size)),
+        # Median over seeds of the median over logs: a few exploding logs do not dominate.
+        "grad_variance_median": float(np.median(np.median(m["grad_variance"], axis=1))),
+        "grad_snr_median": float(np.median(np.median(m["grad_snr"], axis=1))),
+        "compile_seconds": result["compile_seconds"],
+        "train_seconds": result["train_seconds"],
+        "seconds_per_update": result["seconds_per_update"],
+        "env_steps": m["env_steps"][0].tolist(),
+        "eval_return_curve": m["eval_return"].tolist(),
+        "grad_variance_curve": m["grad_variance"].tolist(),
+        "grad_snr_curve": m["grad_snr"].tolist(),
+        "alpha_curve": m["alpha"].tolist(),
+    }
+
+
+def welch_t(a, b) -> float:
+    """Welch's t of mean(a) − mean(b) (NaN-safe: a diverged seed counts as the worst return)."""
+    a, b = (np.nan_to_num(np.asarray(x, float), nan=-1e4) for x in (a, b))
+    return float(scipy.stats.ttest_ind(a, b, equal_var=False).statistic)
+
+
+def _ret(x: dict) -> str:
+    return f"{x['final_return_mean']:.1f}±{x['final_return_se']:.1f}"
+
+
+def verdict(results: dict) -> tuple[bool, str]:
+    """Seed 002's claims from the numbers (score function with the learned V(s) baseline, the
+    seed's form, against pathwise and against no baseline, at the same K):
+
+    (i) same performance: |Welch t| of score_function+V against pathwise below 2;
+    (ii) same cost: score_function+V's seconds per update within 1.5× of pathwise's;
+    (iii) the baseline matters: score_function without baseline worse than with it, t > 2.
+
+    The line also gives every other variant's return and cost, so the other baselines can be
+    read against the claim.
+    """
+    v = results["variants"]
+    pw, sfv, sf = v["pathwise"], v["score_function+V"], v["score_function"]
+    t_same = welch_t(sfv["final_return_per_seed"], pw["final_return_per_seed"])
+    cost = sfv["seconds_per_update"] / pw["seconds_per_update"]
+    t_base = welch_t(sfv["final_return_per_seed"], sf["final_return_per_seed"])
+    same, cheap, matters = abs(t_same) < T_BOUND, cost < COST_BOUND, t_base > T_BOUND
+    holds = bool(same and cheap and matters)
+    others = "; ".join(
+        f"{name} {_ret(x)} ({x['seconds_per_update'] / pw['seconds_per_update']:.2f}× cost, "
+        f"t={welch_t(x['final_return_per_seed'], pw['final_return_per_seed']):+.2f} vs pathwise)"
+        for name, x in v.items() if name not in ("pathwise", "score_function+V", "score_function"))
+    line = (f"seed 002 {'HOLDS' if holds else 'DOES NOT FULLY HOLD'} on {ENV_ID} at "
+            f"{results['sizes']['total_steps']:,} steps, {results['sizes']['num_seeds']} seeds: "
+            f"(i) score function (K={K}) with learned V(s) {_ret(sfv)} vs pathwise {_ret(pw)} "
+            f"(t={t_same:+.2f}: {'about the same' if same else 'different'}); "
+            f"(ii) {sfv['seconds_per_update'] * 1e3:.2f} vs {pw['seconds_per_update'] * 1e3:.2f} "
+            f"ms per update ({cost:.2f}×: {'about the same' if cheap else 'costlier'}); "
+            f"(iii) without baseline {_ret(sf)} (t={t_base:+.2f} against with: "
+            f"{'much worse' if matters else 'not clearly worse'}); actor-gradient variance "
+            f"(median) pathwise {pw['grad_variance_median']:.3g}, score function with V "
+            f"{sfv['grad_variance_median']:.3g}, without {sf['grad_variance_median']:.3g}"
+            + (f". Others: {others}" if others else ""))
+    return holds, line
+
+
+def plot_curves(results: dict, key: str, ylabel: str, path, log_scale: bool = False) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, v in results["variants"].items():
+        steps = np.asarray(v["env_steps"])
+        curves = np.asarray(v[key])
+        mean = np.nanmean(curves, axis=0)
+        se = np.nanstd(curves, axis=0, ddof=1) / np.sqrt(curves.shape[0])
+        ax.plot(steps, mean, label=name)
+        ax.fill_between(steps, mean - se, mean + se, alpha=0.2)
+    if log_scale:
+        ax.set_yscale("log")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"SAC on {ENV_ID}: {ylabel} (mean ± s.e. over {results['sizes']['num_seeds']} "
+                 "seeds)")
+    ax.legend()
+    _common.save_figure(fig, path)
+
+
+FIGURES = ("learning_curves.png", "grad_variance.png", "grad_snr.png")
+
+
+def markdown(results: dict) -> str:
+    """The per-estimator table (final return, per-seed returns, gradient variance and SNR, cost)."""
+    pw_cost = results["variants"].get("pathwise", {}).get("seconds_per_update")
+    rows = ["| estimator | actor lr | final return (mean ± s.e.) | per seed | actor-grad variance "
+            "(median) | SNR (median) | ms / update | × pathwise | compile s | train s |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, v in results["variants"].items():
+        seeds = ", ".join(f"{x:.0f}" for x in v["final_return_per_seed"])
+        ratio = f"{v['seconds_per_update'] / pw_cost:.2f}" if pw_cost else "–"
+        rows.append(f"| {name} | {v['actor_learning_rate']:.0e} | {v['final_return_mean']:.1f} ± "
+                    f"{v['final_return_se']:.1f} | {seeds} | {v['grad_variance_median']:.3g} | "
+                    f"{v['grad_snr_median']:.3g} | {v['seconds_per_update'] * 1e3:.2f} | {ratio} | "
+                    f"{v['compile_seconds']:.1f} | {v['train_seconds']:.1f} |")
+    return "\n".join([
+        f"{results['sizes']['num_seeds']} seeds × {results['sizes']['total_steps']:,} env steps "
+        f"per estimator on {ENV_ID}, tuned Pendulum config (score function: K={K} actions per "
+        "state); final return = mean of 32 greedy episodes; ms / update timed on one seed, "
+        "variants interleaved.", "", *rows, ""])
+
+
+def write_markdown(results: dict, path) -> None:
+    text = "\n".join([
+        f"# Seed 002 on {ENV_ID}: reparameterized vs score-function SAC", "",
+        markdown(results), "## Verdict", "", results["verdict"]["line"], "",
+        "Criteria: (i) |Welch t| < 2 between score function + V(s) and pathwise; (ii) cost per "
+        "update within 1.5×; (iii) no baseline worse than with it by Welch t > 2. Figures: "
+        "`learning_curves.png`, `grad_variance.png`, `grad_snr.png`.", ""])
+    path.write_text(text)
+
+
+def run(output_dir, *, num_seeds: int | None = None, total_steps: int | None = None,
+        seed: int = 0, quick: bool = False, variants=None, log=None,
+        config_overrides: dict | None = None, **sizes) -> dict:
+    """Trains every variant at one budget, writes JSON, PNGs and ``verdict.md``; returns the
+    numbers.
+
+    Args:
+      output_dir: an existing or new folder (the caller decides about overwriting).
+      num_seeds, total_steps: override the preset (``Sizes``).
+      seed: PRNG seed; every variant uses the same seed keys.
+      quick: the report's budget (2 seeds × 1500 steps, the verdict's three variants) instead
+        of 8 × 10k and every variant.
+      variants: names from ``VARIANTS`` (default: all, or ``VERDICT_VARIANTS`` when quick); the
+        verdict needs ``VERDICT_VARIANTS``.
+      config_overrides: SACConfig fields set for every variant (tests shrink the networks).
+    """
+    config_overrides = dict(config_overrides or {})
+    if variants is None:
+        variants = VERDICT_VARIANTS if quick else tuple(VARIANTS)
+    overrides = {k: v for k, v in dict(num_seeds=num_seeds, total_steps=total_steps,
+                                       **sizes).items() if v is not None}
+    sz = _common.resolve_sizes(QUICK, FULL, quick, overrides)
+    out = _common.prepare_output_dir(output_dir, overwrite=True)
+    log = log or _common.Progress("sac_estimators")
+    keys = jax.random.split(jax.random.key(seed), sz.num_seeds)
+    results = {"seed": seed, "quick": quick, "sizes": dataclasses.asdict(sz), "env": ENV_ID,
+               "variants": {}}
+    configs = {name: base_config(sz.total_steps, **config_overrides).replace(**VARIANTS[name])
+               for name in variants}
+    trained = {}
+    for name, config in configs.items():
+        trained[name] = train_variant(config, keys)
+        final = trained[name]["metrics"]["eval_return"][:, -1]
+        log(f"{name}: final return {np.mean(final):.1f} (per seed {np.round(final).tolist()}), "
+            f"train {trained[name]['train_seconds']:.1f}s")
+    costs = time_updates(configs, jax.random.key(seed), sz.timing_updates)
+    for name, result in trained.items():
+        result["seconds_per_update"] = costs[name]
+        results["variants"][name] = summarize(name, result)
+        results["variants"][name]["actor_learning_rate"] = float(
+            configs[name].learning_rate * configs[name].actor_lr_scale)
+        log(f"{name}: {costs[name] * 1e3:.2f} ms/update")
+    results["config"] = dataclasses.asdict(base_config(sz.total_steps, **config_overrides))
+    results["tuning"] = TUNING
+    if all(n in results["variants"] for n in VERDICT_VARIANTS):
+        results["verdict"] = dict(zip(("holds", "line"), verdict(results)))
+    else:
+        results["verdict"] = {"holds": None, "line": "verdict needs pathwise, score_function+V "
+                                                     "and score_function"}
+    plot_curves(results, "eval_return_curve", "greedy return", out / "learning_curves.png")
+    plot_curves(results, "grad_variance_curve", "actor-gradient variance (tr Var)",
+                out / "grad_variance.png", log_scale=True)
+    plot_curves(results, "grad_snr_curve", "actor-gradient SNR", out / "grad_snr.png",
+                log_scale=True)
+    _common.write_json(out / "sac_estimators.json", results)
+    write_markdown(results, out / "verdict.md")
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# Command line.
+
+
+def _define_flags() -> None:
+    _common.define_common_flags("results/sac_estimators")
+    _common.define_size_flags(QUICK, FULL)
+    flags.DEFINE_list("variants", None, f"Estimators to compare, from {list(VARIANTS)} "
+                      "(default: all; with --quick the verdict's three).")
+    # The flags are defined in _common; list them in this module's --help.
+    flags.adopt_module_key_flags(_common)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    fv = flags.FLAGS
+    unknown = set(fv.variants or ()) - set(VARIANTS)
+    if unknown:
+        raise app.UsageError(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
+    out = _common.output_dir_or_exit(fv.output_dir, fv.overwrite)
+    results = run(out, quick=fv.quick, seed=fv.seed, variants=tuple(fv.variants) if fv.variants else None,
+                  **_common.sizes_from_flags(Sizes, fv))
+    print(results["verdict"]["line"])
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)

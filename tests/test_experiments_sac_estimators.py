@@ -1,0 +1,63 @@
+"""Seed 002's SAC estimator comparison: a tiny end-to-end run and the verdict on synthetic numbers."""
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import sac_estimators as se
+
+TINY = dict(actor_widths=(8,), critic_widths=(8,), batch_size=8, warmup_steps=16,
+            buffer_size=64, eval_episodes=2)
+
+
+@pytest.fixture(autouse=True)
+def _fast_compiles():
+    previous = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", previous)
+
+
+def test_run_end_to_end_with_tiny_sizes(tmp_path):
+    results = se.run(tmp_path / "out", num_seeds=2, total_steps=48, timing_updates=3,
+                     variants=se.VERDICT_VARIANTS, config_overrides=TINY, log=lambda *_: None)
+    assert set(results["variants"]) == set(se.VERDICT_VARIANTS)
+    for v in results["variants"].values():
+        assert len(v["final_return_per_seed"]) == 2
+        assert np.all(np.isfinite(v["final_return_per_seed"]))
+        assert v["seconds_per_update"] > 0
+    holds, line = se.verdict(results)
+    assert isinstance(holds, bool) and "seed 002" in line
+    table = se.markdown(results)
+    assert "score_function+V" in table and "ms / update" in table
+    for name in se.FIGURES:
+        assert (tmp_path / "out" / name).exists()
+    assert (tmp_path / "out" / "verdict.md").exists()
+
+
+def _variant(returns, ms):
+    returns = np.asarray(returns, float)
+    return {"final_return_per_seed": returns.tolist(), "final_return_mean": returns.mean(),
+            "final_return_se": returns.std(ddof=1) / np.sqrt(returns.size),
+            "seconds_per_update": ms * 1e-3, "grad_variance_median": 1.0}
+
+
+def _results(pathwise, with_v, without, cost=1.0):
+    return {"sizes": {"total_steps": 10_000, "num_seeds": len(pathwise)},
+            "variants": {"pathwise": _variant(pathwise, 1.0),
+                         "score_function+V": _variant(with_v, cost),
+                         "score_function": _variant(without, cost),
+                         "zeroth_order": _variant(without, 1.0)}}
+
+
+def test_verdict_on_synthetic_numbers():
+    good = [-150, -160, -155, -145, -150, -158, -152, -149]
+    bad = [-1200, -1300, -1250, -1100, -1400, -1350, -1280, -1220]
+    holds, line = se.verdict(_results(good, [x - 3 for x in good], bad))
+    assert holds and "HOLDS" in line and "zeroth_order" in line
+    # The score function far below pathwise: claim (i) fails.
+    assert not se.verdict(_results(good, bad, bad))[0]
+    # Same returns but three times the cost: claim (ii) fails.
+    assert not se.verdict(_results(good, good, bad, cost=3.0))[0]
+    # No baseline just as good: claim (iii) fails.
+    assert not se.verdict(_results(good, good, good))[0]
