@@ -38,3 +38,18 @@ def test_verdict_on_synthetic_numbers(ratios, diff, se, holds):
 def test_rejects_a_variant_set_without_the_compared_pair(tmp_path):
     with pytest.raises(ValueError, match="include"):
         rb.run(tmp_path, quick=True, variants=("actor_critic",))
+
+
+def test_compare_uses_the_paired_variance_and_skips_zero_variance_logs():
+    """Two seeds × three logs; the second seed's first log has zero variance (a deterministic
+    policy) and is left out of its geometric mean instead of making it infinite."""
+    learned = {"grad_variance": [[1.0, 2.0, 4.0], [0.0, 1.0, 1.0]],
+               "grad_variance_no_baseline": [[4.0, 8.0, 16.0], [0.0, 2.0, 8.0]],
+               "eval_return": [[10.0, 20.0, 30.0], [10.0, 30.0, 50.0]]}
+    none = {"grad_variance": [[2.0, 2.0, 2.0], [3.0, 3.0, 3.0]],
+            "eval_return": [[10.0, 10.0, 10.0], [10.0, 20.0, 30.0]]}
+    c = rb.compare(none, learned)
+    assert c["variance_ratio_per_seed"] == pytest.approx([4.0, 4.0])      # sqrt(2 · 8) = 4
+    assert c["variance_ratio"] == pytest.approx(4.0)
+    assert c["auc_learned"] == pytest.approx(25.0) and c["auc_none"] == pytest.approx(15.0)
+    assert c["final_learned"] == pytest.approx(40.0) and c["final_none"] == pytest.approx(20.0)
