@@ -15,7 +15,9 @@ from typing import Any, Callable, NamedTuple, Sequence
 import chex
 import flax.linen as nn
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
@@ -156,7 +158,39 @@ def make_optimizer(config: CommonConfig, num_gradient_steps: int) -> optax.Gradi
     clip = optax.clip_by_global_norm(config.max_grad_norm)
     if config.clip_per_network:
         clip = optax.multi_transform({"actor": clip, "critic": clip}, _network_labels)
-    return optax.chain(clip, optax.adam(lr, eps=1e-5))
+    return flat_per_network(optax.chain(clip, optax.adam(lr, eps=1e-5)))
+
+
+def _ravel_networks(tree: Any) -> Any:
+    """{"actor": θ, "critic": φ} → {"actor": vec(θ), "critic": vec(φ)} (one vector per network,
+    so per-network labels still apply); any other pytree → one vector."""
+    if isinstance(tree, dict):
+        return {name: jax.flatten_util.ravel_pytree(sub)[0] for name, sub in tree.items()}
+    return jax.flatten_util.ravel_pytree(tree)[0]
+
+
+def flat_per_network(inner: optax.GradientTransformation) -> optax.GradientTransformation:
+    """``inner`` applied to each network's parameters raveled into one vector.
+
+    The same arithmetic as ``inner`` on the pytree for element-wise transformations (Adam) and
+    norms over whole networks (global-norm clipping; only the order of the squared-norm sum
+    changes), but the compiled program has a handful of kernels per step instead of several per
+    parameter leaf (a PPO minibatch step: 145 → 96 XLA fusions, ~15% less compile time).
+    """
+    def init(params):
+        return inner.init(_ravel_networks(params))
+
+    def update(updates, state, params=None):
+        _, unravel = jax.flatten_util.ravel_pytree(updates)
+        flat_params = None if params is None else _ravel_networks(params)
+        flat, state = inner.update(_ravel_networks(updates), state, flat_params)
+        # Unravel with the pytree's own structure (dict keys are raveled in sorted order on
+        # both sides, so concatenating the per-network vectors restores ravel_pytree's layout).
+        if isinstance(flat, dict):
+            flat = jnp.concatenate([flat[name] for name in sorted(flat)])
+        return unravel(flat), state
+
+    return optax.GradientTransformation(init, update)
 
 
 def observe(config: CommonConfig, stats: rollout_lib.RunningStats, obs: Array) -> Array:
@@ -234,25 +268,51 @@ class DiagInput(NamedTuple):
 
 def _sample_loss(setup: Setup, actor_params: Params, obs: Array, action: Array,
                  old_log_prob: Array, advantage: Array) -> Array:
+    """The per-sample policy-gradient loss −ρ Â (reference for ``_per_sample_grads``)."""
     log_prob = setup.actor.apply(actor_params, obs).log_prob(action)
     loss, _ = policy_gradient_loss(log_prob, old_log_prob, advantage)
     return loss
 
 
+def _per_sample_grads(setup: Setup, actor_params: Params, batch: PolicyBatch,
+                      advantages: Array) -> Any:
+    """Per-sample gradients of ``_sample_loss`` for each row of ``advantages`` ``[K, S]``:
+    leaves ``[K, S, ...]``.
+
+    ∇θ(−ρ_i Â_i) = −ρ_i Â_i ∇θ log πθ(a_i|s_i), ρ_i = πθ(a_i|s_i) / π_old(a_i|s_i), so one
+    vmapped backward pass (∇θ log πθ per sample) serves every advantage vector: the same
+    gradients as ``jax.grad`` of ``_sample_loss`` per vector, at a fraction of the program size.
+    """
+    def log_prob(params, obs, action):
+        return setup.actor.apply(params, obs).log_prob(action)
+
+    log_probs, score = jax.vmap(jax.value_and_grad(log_prob), in_axes=(None, 0, 0))(
+        actor_params, batch.obs, batch.action)
+    ratio = jnp.exp(log_probs - batch.log_prob)
+    weights = -ratio * advantages                                   # [K, S]
+    return jax.tree.map(
+        lambda g: weights.reshape(weights.shape + (1,) * (g.ndim - 1)) * g[None], score)
+
+
 def _summary(setup: Setup, actor_params: Params, batch: PolicyBatch) -> dict:
-    grads = jax.vmap(jax.grad(functools.partial(_sample_loss, setup)),
-                     in_axes=(None, 0, 0, 0, 0))(actor_params, *batch)
-    return gradest.diagnostics.summarize(grads)
+    grads = _per_sample_grads(setup, actor_params, batch, batch.advantage[None])
+    return gradest.diagnostics.summarize(jax.tree.map(lambda g: g[0], grads))
 
 
 def actor_gradient_stats(setup: Setup, diag: DiagInput) -> dict:
     """Variance and SNR of the per-sample actor gradients Â_i ∇θ log πθ(a_i|s_i) at θ_old,
     across the batch (``gradest.diagnostics``), and, on the same samples, of the estimator
     without the baseline, (Â_i + b_i) ∇θ log πθ(a_i|s_i): a paired measure of what the baseline
-    buys (seed 004), free of the confound that different runs reach different policies."""
-    with_b = _summary(setup, diag.actor_params, diag.batch)
-    without_b = _summary(setup, diag.actor_params, diag.batch._replace(
-        advantage=diag.batch.advantage + diag.baseline))
+    buys (seed 004), free of the confound that different runs reach different policies.
+
+    Both come from one pass of per-sample score gradients ∇θ log πθ(a_i|s_i), each weighted by
+    −ρ_i Â_i and −ρ_i (Â_i + b_i) (``_per_sample_grads``): the gradients of the per-sample loss
+    −ρ Â, exactly as two separate ``vmap(grad)`` passes would give them.
+    """
+    advantages = jnp.stack([diag.batch.advantage, diag.batch.advantage + diag.baseline])
+    grads = _per_sample_grads(setup, diag.actor_params, diag.batch, advantages)
+    with_b, without_b = (gradest.diagnostics.summarize(jax.tree.map(lambda g: g[k], grads))
+                         for k in range(2))
     return {"grad_variance": with_b["total_variance"], "grad_snr": with_b["snr"],
             "grad_norm": with_b["mean_norm"],
             "grad_variance_no_baseline": without_b["total_variance"],
@@ -320,8 +380,9 @@ def greedy_returns(setup: Setup, config: CommonConfig, state: AgentState, key: P
                                 config.eval_episodes)
 
 
-def _print_progress(name: str, total: int, steps, train_return, eval_return) -> None:
-    print(f"[{name}] {int(steps):>9,}/{total:,} env steps | train return {float(train_return):8.2f}"
+def _print_progress(name: str, total: int, steps, train_return, episodes, eval_return) -> None:
+    shown = float(train_return) if int(episodes) > 0 else float("nan")
+    print(f"[{name}] {int(steps):>9,}/{total:,} env steps | train return {shown:8.2f}"
           f" | eval return {float(eval_return):8.2f}", flush=True)
 
 
@@ -344,17 +405,80 @@ def _outer_step(loop: _Loop, state: AgentState, xs: tuple[Array, PRNGKey]
     state, metrics = jax.lax.scan(loop.update, state,
                                   jax.random.split(key_updates, loop.sizes.updates_per_log))
     episodes = jnp.sum(metrics.pop("episodes"))
-    train_return = jnp.where(episodes > 0, jnp.sum(metrics.pop("return_sum")) / episodes, jnp.nan)
+    # No NaN inside the program (``--debug_nans`` would stop on it): an interval without a
+    # completed episode logs 0 here and ``finish_metrics`` turns it into NaN.
+    train_return = jnp.sum(metrics.pop("return_sum")) / jnp.maximum(episodes, 1)
     out = {k: jnp.mean(v) for k, v in metrics.items()}
     eval_returns = greedy_returns(loop.setup, loop.config, state, key_eval)
     out.update(actor_gradient_stats(loop.setup, state.diag))
     steps = (index + 1) * loop.sizes.updates_per_log * loop.sizes.steps_per_update
-    out.update(env_steps=steps, train_return=train_return, eval_returns=eval_returns,
-               eval_return=jnp.mean(eval_returns))
+    out.update(env_steps=steps, train_return=train_return, train_episodes=episodes,
+               eval_returns=eval_returns, eval_return=jnp.mean(eval_returns))
     if loop.config.verbose:
         jax.debug.callback(functools.partial(_print_progress, loop.name, loop.sizes.env_steps),
-                           steps, train_return, out["eval_return"])
+                           steps, train_return, episodes, out["eval_return"])
     return state, out
+
+
+# --------------------------------------------------------------------------------------------
+# Resumable stages: a run cut at log-interval boundaries, with the same randomness as one piece.
+
+class Carry(NamedTuple):
+    """What one seed carries from log interval to log interval: the whole agent state
+    (parameters, optimizer states, environments, replay buffer, counters) and the loop key.
+    Log interval ``i`` always uses ``split(key, num_logs)[i]``, so a run cut into pieces draws
+    exactly the random numbers of the run in one piece."""
+
+    state: Any
+    key: PRNGKey
+
+
+class Stages(NamedTuple):
+    """A training run as resumable pieces (``experiments.train`` checkpoints between them).
+
+    * ``init(key, config=config) -> Carry``: fresh state (SAC: after its warm-up);
+    * ``run(carry, start, length, config=config) -> (carry, metrics)``: log intervals
+      ``start, …, start + length − 1`` (``start`` may be traced, ``length`` is static); the
+      metrics have a leading ``[length]`` axis and are raw (see ``finish_metrics``);
+    * ``output(carry) -> (params, obs_stats)``: what ``TrainOutput`` reports.
+
+    ``train(key) = output(run(init(key), 0, num_logs))`` with finished metrics; all three are pure
+    functions of one seed, to ``vmap`` over seeds.
+    """
+
+    num_logs: int
+    config: Any
+    init: Callable[..., Carry]
+    run: Callable[..., tuple[Carry, dict]]
+    output: Callable[[Carry], tuple[Params, Any]]
+
+
+def log_inputs(key: PRNGKey, num_logs: int, start, length: int) -> tuple[Array, PRNGKey]:
+    """(indices, keys) of log intervals ``start … start + length − 1`` of ``num_logs``."""
+    keys = jax.random.split(key, num_logs)
+    if isinstance(start, int):
+        return jnp.arange(start, start + length), keys[start:start + length]
+    return start + jnp.arange(length), jax.lax.dynamic_slice_in_dim(keys, start, length)
+
+
+def finish_metrics(metrics: dict) -> dict:
+    """Raw stage metrics → reported ones: ``train_return`` is NaN for an interval in which no
+    training episode ended (``train_episodes`` = 0, then dropped). Works on jax arrays inside a
+    program and on numpy arrays on the host (where jax's NaN checks do not look)."""
+    metrics = dict(metrics)
+    episodes = metrics.pop("train_episodes")
+    xp = np if isinstance(episodes, np.ndarray) else jnp
+    metrics["train_return"] = xp.where(episodes > 0, metrics["train_return"], np.nan)
+    return metrics
+
+
+def run_logs(name: str, setup: Setup, config: CommonConfig, update: UpdateFn, carry: Carry,
+             start, length: int) -> tuple[Carry, dict]:
+    """Log intervals ``start … start + length − 1`` of ``train_loop`` from ``carry``."""
+    loop = _Loop(name, setup, config, loop_sizes(config), update)
+    xs = log_inputs(carry.key, loop.sizes.num_logs, start, length)
+    state, metrics = jax.lax.scan(functools.partial(_outer_step, loop), carry.state, xs)
+    return Carry(state, carry.key), metrics
 
 
 def train_loop(name: str, key: PRNGKey, setup: Setup, config: CommonConfig, state: AgentState,
@@ -366,10 +490,46 @@ def train_loop(name: str, key: PRNGKey, setup: Setup, config: CommonConfig, stat
     interval, ``train_return``), greedy evaluation returns and the actor-gradient diagnostics of
     the interval's last update.
     """
-    loop = _Loop(name, setup, config, loop_sizes(config), update)
-    xs = (jnp.arange(loop.sizes.num_logs), jax.random.split(key, loop.sizes.num_logs))
-    state, metrics = jax.lax.scan(functools.partial(_outer_step, loop), state, xs)
-    return TrainOutput(state.params, state.obs_stats, metrics)
+    carry, metrics = run_logs(name, setup, config, update, Carry(state, key), 0,
+                              loop_sizes(config).num_logs)
+    return TrainOutput(carry.state.params, carry.state.obs_stats, finish_metrics(metrics))
+
+
+# build(train_config) -> (optimizer, initial ``extra``, update function): an agent's pieces.
+BuildFn = Callable[[Any], tuple[optax.GradientTransformation, Any, UpdateFn]]
+
+
+def on_policy_stages(name: str, setup: Setup, config: CommonConfig, build: BuildFn) -> Stages:
+    """``Stages`` of an on-policy agent: ``init`` splits the key into (init, loop) keys and
+    builds the state; ``run`` runs ``train_loop``'s log intervals."""
+
+    def init(key: PRNGKey, train_config: CommonConfig = config) -> Carry:
+        check_static(train_config, config)
+        key_init, key_loop = jax.random.split(key)
+        opt, extra, _ = build(train_config)
+        return Carry(init_state(key_init, setup, train_config, opt, extra), key_loop)
+
+    def run(carry: Carry, start, length: int, train_config: CommonConfig = config
+            ) -> tuple[Carry, dict]:
+        check_static(train_config, config)
+        _, _, update = build(train_config)
+        return run_logs(name, setup, train_config, update, carry, start, length)
+
+    def output(carry: Carry) -> tuple[Params, Any]:
+        return carry.state.params, carry.state.obs_stats
+
+    return Stages(loop_sizes(config).num_logs, config, init, run, output)
+
+
+def train_from_stages(stages: Stages) -> Callable[..., TrainOutput]:
+    """``train(key, config=stages.config) -> TrainOutput``: all log intervals in one piece."""
+
+    def train(key: PRNGKey, train_config: Any = stages.config) -> TrainOutput:
+        carry = stages.init(key, train_config)
+        carry, metrics = stages.run(carry, 0, stages.num_logs, train_config)
+        return TrainOutput(*stages.output(carry), finish_metrics(metrics))
+
+    return train
 
 
 def check_static(config: CommonConfig, reference: CommonConfig) -> None:

@@ -116,18 +116,19 @@ def update(ctx: _Ctx, state: AgentState, key) -> tuple[AgentState, dict]:
     return state, metrics
 
 
-def make_train(config: ActorCriticConfig, env, env_params):
-    """``train(key, config=config) -> TrainOutput`` for actor-critic on ``env``."""
+def make_stages(config: ActorCriticConfig, env, env_params) -> _common.Stages:
+    """Actor-critic on ``env`` as resumable ``_common.Stages``."""
     _common.check_config(config)
     setup = _common.make_setup(config, env, env_params)
     sizes = _common.loop_sizes(config)
 
-    def train(key, train_config: ActorCriticConfig = config) -> _common.TrainOutput:
-        _common.check_static(train_config, config)
-        key_init, key_loop = jax.random.split(key)
+    def build(train_config: ActorCriticConfig):
         opt = _common.make_optimizer(train_config, sizes.num_updates)
-        state = _common.init_state(key_init, setup, train_config, opt)
-        return _common.train_loop("actor_critic", key_loop, setup, train_config, state,
-                                  functools.partial(update, _Ctx(setup, train_config, opt)))
+        return opt, None, functools.partial(update, _Ctx(setup, train_config, opt))
 
-    return train
+    return _common.on_policy_stages("actor_critic", setup, config, build)
+
+
+def make_train(config: ActorCriticConfig, env, env_params):
+    """``train(key, config=config) -> TrainOutput`` for actor-critic on ``env``."""
+    return _common.train_from_stages(make_stages(config, env, env_params))

@@ -1,6 +1,6 @@
 """Actor heads and critics (flax linen), orthogonally initialized.
 
-* ``CategoricalActor``: π(·|s) = Categorical(logits(s)) for discrete actions.
+* ``CategoricalActor``: π(·|s) = Categorical(logits(s)) for discrete actions (``Categorical``).
 * ``GaussianActor``: π(·|s) = N(μ(s), diag σ²), σ state-dependent (a second head) or a free
   parameter (state-independent log-std, the usual choice for PPO).
 * ``TanhGaussianActor``: a = tanh(u), u ~ N(μ(s), diag σ(s)²) (``gradest.TanhNormal``), the
@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 
 from gradest.distributions import TanhNormal
 
@@ -98,6 +99,42 @@ def _flatten_obs(obs: Array, obs_ndim: int) -> Array:
     return obs.reshape(obs.shape[:obs.ndim - obs_ndim] + (-1,)) if obs_ndim != 1 else obs
 
 
+@struct.dataclass
+class Categorical:
+    """π(·|s) = softmax(logits) over the last axis: the few methods the agents call, as direct
+    jnp expressions (log-softmax once, an index gather, Gumbel-max sampling), the same values
+    as ``distrax.Categorical`` with less to trace and compile in every rollout and loss."""
+
+    logits: Array
+
+    @property
+    def log_probs(self) -> Array:
+        return jax.nn.log_softmax(self.logits, axis=-1)
+
+    @property
+    def probs(self) -> Array:
+        return jax.nn.softmax(self.logits, axis=-1)
+
+    def log_prob(self, value: Array) -> Array:
+        index = jnp.asarray(value).astype(jnp.int32)[..., None]
+        return jnp.take_along_axis(self.log_probs, index, axis=-1)[..., 0]
+
+    def entropy(self) -> Array:
+        log_probs = self.log_probs
+        probs = jnp.exp(log_probs)
+        return -jnp.sum(jnp.where(probs == 0, 0.0, probs * log_probs), axis=-1)
+
+    def sample(self, *, seed) -> Array:
+        return jax.random.categorical(seed, self.logits, axis=-1)
+
+    def sample_and_log_prob(self, *, seed) -> tuple[Array, Array]:
+        action = self.sample(seed=seed)
+        return action, self.log_prob(action)
+
+    def mode(self) -> Array:
+        return jnp.argmax(self.logits, axis=-1)
+
+
 class CategoricalActor(nn.Module):
     """π(·|s) = Categorical(softmax(logits(s)))."""
 
@@ -107,9 +144,9 @@ class CategoricalActor(nn.Module):
     obs_ndim: int = 1
 
     @nn.compact
-    def __call__(self, obs: Array) -> distrax.Categorical:
+    def __call__(self, obs: Array) -> Categorical:
         h = MLP(self.widths, self.activation)(_flatten_obs(obs, self.obs_ndim))
-        return distrax.Categorical(logits=dense(self.num_actions, 0.01)(h))
+        return Categorical(dense(self.num_actions, 0.01)(h))
 
 
 class GaussianActor(nn.Module):

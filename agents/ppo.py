@@ -99,9 +99,9 @@ def make_batch(setup: Setup, config: PPOConfig, params, stats: rollout_lib.Runni
     """Values, GAE advantages and λ-return targets of a rollout ``[T, N]``, flattened."""
     obs = _common.observe(config, stats, transitions.obs)
     next_obs = _common.observe(config, stats, transitions.next_obs)
-    values = setup.critic.apply(params["critic"], obs)
-    # V of the pre-reset observation: the bootstrap value at a truncation.
-    next_values = setup.critic.apply(params["critic"], next_obs)
+    # V(s) and V of the pre-reset observation (the bootstrap value at a truncation) in one
+    # critic pass over both [T, N] stacks.
+    values, next_values = setup.critic.apply(params["critic"], jnp.stack([obs, next_obs]))
     advantages, targets = jax.vmap(returns_lib.gae, in_axes=(1, 1, 1, 1, 1, None, None),
                                    out_axes=1)(
         transitions.reward * config.reward_scale, values, next_values, transitions.terminated,
@@ -133,9 +133,8 @@ def update(ctx: _Ctx, state: AgentState, key) -> tuple[AgentState, dict]:
     return state, metrics
 
 
-def make_train(config: PPOConfig, env, env_params):
-    """``train(key, config=config) -> TrainOutput`` for PPO on ``env``; jit/vmap it over keys
-    (and over configs that differ in traced fields only)."""
+def make_stages(config: PPOConfig, env, env_params) -> _common.Stages:
+    """PPO on ``env`` as resumable ``_common.Stages`` (init, run log intervals, output)."""
     _common.check_config(config)
     batch_size = config.num_envs * config.num_steps
     if batch_size % config.num_minibatches:
@@ -144,14 +143,15 @@ def make_train(config: PPOConfig, env, env_params):
     setup = _common.make_setup(config, env, env_params)
     sizes = _common.loop_sizes(config)
 
-    def train(key, train_config: PPOConfig = config) -> _common.TrainOutput:
-        _common.check_static(train_config, config)
-        key_init, key_loop = jax.random.split(key)
+    def build(train_config: PPOConfig):
         opt = _common.make_optimizer(
             train_config, sizes.num_updates * config.num_epochs * config.num_minibatches)
-        state = _common.init_state(key_init, setup, train_config, opt)
-        ctx = _Ctx(setup, train_config, opt)
-        return _common.train_loop("ppo", key_loop, setup, train_config, state,
-                                  functools.partial(update, ctx))
+        return opt, None, functools.partial(update, _Ctx(setup, train_config, opt))
 
-    return train
+    return _common.on_policy_stages("ppo", setup, config, build)
+
+
+def make_train(config: PPOConfig, env, env_params):
+    """``train(key, config=config) -> TrainOutput`` for PPO on ``env``; jit/vmap it over keys
+    (and over configs that differ in traced fields only)."""
+    return _common.train_from_stages(make_stages(config, env, env_params))

@@ -140,8 +140,8 @@ def update(ctx: _Ctx, state: AgentState, key) -> tuple[AgentState, dict]:
     return state, metrics
 
 
-def make_train(config: ReinforceConfig, env, env_params):
-    """``train(key, config=config) -> TrainOutput`` for REINFORCE on ``env``."""
+def make_stages(config: ReinforceConfig, env, env_params) -> _common.Stages:
+    """REINFORCE on ``env`` as resumable ``_common.Stages``."""
     _common.check_config(config)
     if config.baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}, got {config.baseline!r}")
@@ -150,12 +150,14 @@ def make_train(config: ReinforceConfig, env, env_params):
     baseline = (gradest.baselines.moving_average(config.baseline_decay)
                 if config.baseline == "moving_average" else gradest.baselines.none())
 
-    def train(key, train_config: ReinforceConfig = config) -> _common.TrainOutput:
-        _common.check_static(train_config, config)
-        key_init, key_loop = jax.random.split(key)
+    def build(train_config: ReinforceConfig):
         opt = _common.make_optimizer(train_config, sizes.num_updates)
-        state = _common.init_state(key_init, setup, train_config, opt, baseline.init())
-        return _common.train_loop("reinforce", key_loop, setup, train_config, state,
-                                  functools.partial(update, _Ctx(setup, train_config, opt, baseline)))
+        return opt, baseline.init(), functools.partial(
+            update, _Ctx(setup, train_config, opt, baseline))
 
-    return train
+    return _common.on_policy_stages("reinforce", setup, config, build)
+
+
+def make_train(config: ReinforceConfig, env, env_params):
+    """``train(key, config=config) -> TrainOutput`` for REINFORCE on ``env``."""
+    return _common.train_from_stages(make_stages(config, env, env_params))

@@ -12,11 +12,13 @@ termination (DESIGN.md §4).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from gymnax.environments import spaces
+from gymnax.environments.environment import Environment
 
 Array = jax.Array
 PRNGKey = jax.Array
@@ -101,10 +103,12 @@ def reset(key: PRNGKey, env, env_params, num_envs: int) -> RolloutState:
 
 def step(key: PRNGKey, env, env_params, spec: ActionSpec, state: RolloutState, action: Array,
          extras: Any = None) -> tuple[RolloutState, Transition]:
-    """Steps all N environments with ``action`` and records the transition."""
+    """Steps all N environments with ``action`` and records the transition. ``key`` is one key
+    (split here into one per environment) or already ``[N]`` keys, one per environment."""
     num_envs = state.obs.shape[0]
+    env_keys = key if key.shape == (num_envs,) else jax.random.split(key, num_envs)
     obs, env_state, reward, terminated, truncated, info = jax.vmap(
-        env.step, in_axes=(0, 0, 0, None))(jax.random.split(key, num_envs), state.env_state,
+        env.step, in_axes=(0, 0, 0, None))(env_keys, state.env_state,
                                            to_env_action(spec, action), env_params)
     reward = reward.astype(jnp.float32)
     episode_return = state.episode_return + reward
@@ -125,10 +129,10 @@ class _Env(NamedTuple):
     policy: Policy
 
 
-def _rollout_step(ctx: _Env, state: RolloutState, key: PRNGKey) -> tuple[RolloutState, Transition]:
-    key_act, key_env = jax.random.split(key)
-    action, extras = ctx.policy(key_act, state.obs)
-    return step(key_env, ctx.env, ctx.env_params, ctx.spec, state, action, extras)
+def _rollout_step(ctx: _Env, state: RolloutState, keys: PRNGKey) -> tuple[RolloutState, Transition]:
+    # keys: [1 + N], the policy's then one per environment.
+    action, extras = ctx.policy(keys[0], state.obs)
+    return step(keys[1:], ctx.env, ctx.env_params, ctx.spec, state, action, extras)
 
 
 def rollout(key: PRNGKey, env, env_params, spec: ActionSpec, policy: Policy,
@@ -139,14 +143,29 @@ def rollout(key: PRNGKey, env, env_params, spec: ActionSpec, policy: Policy,
     with leading axes ``[num_steps, N]``.
     """
     ctx = _Env(env, env_params, spec, policy)
+    # Every step's keys (the policy's and one per environment) in one split before the scan:
+    # the hash runs once, vectorized, instead of twice per step inside the loop.
+    num_envs = state.obs.shape[0]
     return jax.lax.scan(lambda s, k: _rollout_step(ctx, s, k), state,
-                        jax.random.split(key, num_steps))
+                        jax.random.split(key, (num_steps, 1 + num_envs)))
 
 
 def completed_episode_return(transitions: Transition) -> tuple[Array, Array]:
     """(sum of the returns of episodes that ended in ``transitions``, how many ended)."""
     done = jnp.logical_or(transitions.terminated, transitions.truncated)
     return jnp.sum(jnp.where(done, transitions.episode_return, 0.0)), jnp.sum(done)
+
+
+def _step_no_reset(env, key, state, action, params):
+    """gymnax's ``Environment.step`` without the auto-reset: (obs, state, reward, ended)."""
+    obs, state, reward, terminated, _ = env.step_env(key, state, action, params)
+    truncated = env.is_truncated(state, params)
+    return obs, state, reward, jnp.logical_or(terminated, truncated)
+
+
+def _step_with_reset(env, key, state, action, params):
+    obs, state, reward, terminated, truncated, _ = env.step(key, state, action, params)
+    return obs, state, reward, jnp.logical_or(terminated, truncated)
 
 
 class _EvalCarry(NamedTuple):
@@ -173,19 +192,24 @@ def evaluate(key: PRNGKey, env, env_params, spec: ActionSpec, act: Callable[[Arr
                       jnp.zeros((), jnp.int32), key)
     # A bound in case an environment never ends (every gymnax env has a time limit).
     max_steps = env_params.max_steps_in_episode
+    # Each episode counts until its first end, so the auto-reset of ``env.step`` (a reset drawn
+    # and selected on every step) is wasted work: step without it where the environment uses
+    # gymnax's standard ``step`` (the same transition, reward, termination and time limit).
+    step = _step_no_reset if type(env).step is Environment.step else _step_with_reset
+    # One key per episode, folded with the step index: one hash per step instead of two splits.
+    episode_keys = jax.random.split(key, num_episodes)
 
     def cond(c: _EvalCarry):
         return jnp.logical_and(jnp.any(c.alive), c.t < max_steps)
 
     def body(c: _EvalCarry):
-        key, key_step = jax.random.split(c.key)
-        obs, env_state, reward, terminated, truncated, _ = jax.vmap(
-            env.step, in_axes=(0, 0, 0, None))(jax.random.split(key_step, num_episodes),
-                                               c.env_state, to_env_action(spec, act(c.obs)),
-                                               env_params)
+        keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(episode_keys, c.t)
+        obs, env_state, reward, ended = jax.vmap(
+            functools.partial(step, env), in_axes=(0, 0, 0, None))(
+                keys, c.env_state, to_env_action(spec, act(c.obs)), env_params)
         total = c.total + jnp.where(c.alive, reward, 0.0)
-        alive = jnp.logical_and(c.alive, jnp.logical_not(jnp.logical_or(terminated, truncated)))
-        return _EvalCarry(env_state, obs, total, alive, c.t + 1, key)
+        alive = jnp.logical_and(c.alive, jnp.logical_not(ended))
+        return _EvalCarry(env_state, obs, total, alive, c.t + 1, c.key)
 
     return jax.lax.while_loop(cond, body, init).total
 

@@ -45,6 +45,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
+from jax._src import core as jax_core
 from flax import struct
 
 import gradest
@@ -280,6 +281,23 @@ def state_value(nets: Networks, key: PRNGKey, actor_params: Any, critic_params: 
     return soft_value(q, log_probs, weights, alpha), -jnp.sum(weights * log_probs)
 
 
+def batch_state_value(nets: Networks, key: PRNGKey, actor_params: Any, critic_params: Any,
+                      obs: Array, alpha: Array) -> tuple[Array, Array]:
+    """``state_value`` of a batch of states ``[n, ...]`` → (V ``[n]``, H ``[n]``): the same
+    estimates (an independent reparameterized action per state, or the exact sum over
+    actions), computed with one policy pass and one noise draw for the whole batch."""
+    dist = policy(nets, actor_params, obs)
+    if nets.spec.discrete:
+        log_probs = jax.nn.log_softmax(dist.logits)                        # [n, A]
+        weights = jnp.exp(log_probs)
+        q_all = jax.vmap(nets.critic.apply, in_axes=(0, None))(critic_params, obs)  # [2, n, A]
+        value = jnp.sum(weights * (jnp.min(q_all, axis=0) - alpha * log_probs), axis=-1)
+        return value, -jnp.sum(weights * log_probs, axis=-1)
+    action, log_prob = dist.sample_and_log_prob(seed=key)                  # [n, D], [n]
+    q = jnp.min(twin_q(nets, critic_params, obs, action), axis=0)
+    return q - alpha * log_prob, -log_prob
+
+
 def actor_surrogate(nets: Networks, estimator: gradest.GradientEstimator, actor_params: Any,
                     key: PRNGKey, obs: Array, critic_params: Any, alpha: Array, baseline: Array,
                     estimator_state: Any, num_draws: int = 1) -> tuple[Array, dict]:
@@ -289,7 +307,20 @@ def actor_surrogate(nets: Networks, estimator: gradest.GradientEstimator, actor_
     variate, seed 002); the critics and α are constants here. ``num_draws`` independent calls of
     the estimator are averaged.
     """
-    make_dist = functools.partial(policy, nets, obs=obs)
+    built: dict = {}
+
+    def make_dist(params):
+        # An estimator may ask for πθ more than once with the same θ (pathwise: to sample a, then
+        # for α log πθ(a|s) inside f). Building it once per (θ, trace) shares the actor's forward
+        # pass, so the backward pass runs through the actor once with the cotangents summed,
+        # rather than once per call: the same gradient for a smaller, faster program.
+        trace = jax_core.get_opaque_trace_state(convention="flax")
+        cached = built.get(id(params))
+        if cached is not None and cached[0] is params and cached[1] == trace:
+            return cached[2]
+        dist = policy(nets, params, obs)
+        built[id(params)] = (params, trace, dist)
+        return dist
 
     def f(params, action):
         if not nets.spec.discrete:
@@ -379,8 +410,18 @@ class Optimizers(NamedTuple):
 
 def make_optimizers(config: SACConfig) -> Optimizers:
     """Adam per parameter group; the networks' gradients first clipped to ``max_grad_norm``."""
+    # Clipping to an infinite norm is the identity: left out when the bound is a known inf
+    # (not when it is traced, e.g. vmapped over configs). Each network's parameters are raveled
+    # into one vector for the optimizer (``_common.flat_per_network``: the same arithmetic, a few
+    # kernels per step instead of several per parameter leaf).
+    no_clip = isinstance(config.max_grad_norm, (int, float)) and math.isinf(config.max_grad_norm)
+
     def clipped(lr):
-        return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(lr))
+        adam = optax.adam(lr)
+        if no_clip:
+            return _common.flat_per_network(adam)
+        return _common.flat_per_network(
+            optax.chain(optax.clip_by_global_norm(config.max_grad_norm), adam))
 
     return Optimizers(clipped(config.learning_rate * config.actor_lr_scale),
                       clipped(config.learning_rate), optax.adam(config.learning_rate))
@@ -472,13 +513,14 @@ def update(agent: Agent, state: SACState, key: PRNGKey) -> tuple[SACState, Metri
 
     # Critics. The entropy estimate for α comes from the same policy evaluation at s' (also a
     # replay state), saving an actor pass.
-    next_value, entropy = jax.vmap(lambda k, o: state_value(
-        nets, k, state.actor_params, state.target_critic_params, o, alpha))(
-            jax.random.split(k_next, n), next_obs)
+    next_value, entropy = batch_state_value(nets, k_next, state.actor_params,
+                                            state.target_critic_params, next_obs, alpha)
     target = td_target(batch.reward, batch.terminated, next_value, config.gamma)
 
     def critic_objective(params):
-        q = jax.vmap(lambda o, a: twin_q(nets, params, o, a))(obs, batch.action)
+        # Both critics on the whole batch at once ([2, n] → [n, 2]): the twin axis stays
+        # outermost, as the stacked parameters have it (no per-sample layout transposes).
+        q = twin_q(nets, params, obs, batch.action).T
         return jnp.mean(jax.vmap(critic_loss)(q, target)), q
 
     (c_loss, q), c_grads = jax.value_and_grad(critic_objective, has_aux=True)(state.critic_params)
@@ -566,12 +608,13 @@ def warmup_step(agent: Agent, state: SACState, key: PRNGKey) -> tuple[SACState, 
 
 def train_step(agent: Agent, state: SACState, key: PRNGKey
                 ) -> tuple[SACState, tuple[_Collected, Metrics]]:
-    k_act, k_env, k_update = jax.random.split(key, 3)
+    # One split for the step: the action's key, one per environment, one per update.
+    num_envs = agent.config.num_envs
+    keys = jax.random.split(key, 1 + num_envs + agent.config.updates_per_step)
     obs = _normalize(agent, state.obs_stats, state.env.obs)
-    action = policy(agent.nets, state.actor_params, obs).sample(seed=k_act)
-    state, collected = _collect(agent, state, k_env, action)
-    state, metrics = jax.lax.scan(functools.partial(update, agent), state,
-                                  jax.random.split(k_update, agent.config.updates_per_step))
+    action = policy(agent.nets, state.actor_params, obs).sample(seed=keys[0])
+    state, collected = _collect(agent, state, keys[1:1 + num_envs], action)
+    state, metrics = jax.lax.scan(functools.partial(update, agent), state, keys[1 + num_envs:])
     return state, (collected, jax.tree.map(jnp.mean, metrics))
 
 
@@ -631,9 +674,10 @@ def loop_sizes(config: SACConfig) -> LoopSizes:
     return LoopSizes(total - num_logs * per_log, num_logs, per_log)
 
 
-def _print_progress(total: int, steps, train_return, eval_return, alpha, q_mean, variance, snr
-                    ) -> None:
-    print(f"[sac] {int(steps):>9,}/{total:,} env steps | train return {float(train_return):8.2f}"
+def _print_progress(total: int, steps, train_return, episodes, eval_return, alpha, q_mean,
+                    variance, snr) -> None:
+    train_return = float(train_return) if int(episodes) > 0 else float("nan")
+    print(f"[sac] {int(steps):>9,}/{total:,} env steps | train return {train_return:8.2f}"
           f" | eval return {float(eval_return):8.2f} | alpha {float(alpha):.3g}"
           f" | Q {float(q_mean):8.2f} | actor grad var {float(variance):.3g} snr {float(snr):.3g}",
           flush=True)
@@ -655,8 +699,11 @@ def _outer_step(agent: Agent, sizes: LoopSizes, state: SACState, xs: tuple[Array
     out = {
         **{k: jnp.mean(v) for k, v in metrics._asdict().items()},
         "env_steps": steps,
-        # Training episodes that ended in the interval (NaN if none did).
-        "train_return": jnp.where(episodes > 0, jnp.sum(collected.return_sum) / episodes, jnp.nan),
+        # Mean return of the training episodes that ended in the interval; 0 here if none did,
+        # NaN once ``_common.finish_metrics`` has seen ``train_episodes`` (no NaN in the program:
+        # ``--debug_nans`` would stop on it).
+        "train_return": jnp.sum(collected.return_sum) / jnp.maximum(episodes, 1),
+        "train_episodes": episodes,
         "eval_returns": eval_returns,
         "eval_return": jnp.mean(eval_returns),
         "grad_variance": stats.total_variance,
@@ -666,7 +713,7 @@ def _outer_step(agent: Agent, sizes: LoopSizes, state: SACState, xs: tuple[Array
     if agent.config.verbose:
         jax.debug.callback(
             functools.partial(_print_progress, sizes.env_steps(agent.config.num_envs)), steps,
-            out["train_return"], out["eval_return"], out["alpha"], out["q_mean"],
+            out["train_return"], episodes, out["eval_return"], out["alpha"], out["q_mean"],
             out["grad_variance"], out["grad_snr"])
     return state, out
 
@@ -690,6 +737,41 @@ def make_agent(config: SACConfig, env, env_params) -> Agent:
                  make_optimizers(config), target_entropy(config, spec), draws)
 
 
+def make_stages(config: SACConfig, env, env_params) -> _common.Stages:
+    """SAC on ``env`` as resumable ``_common.Stages``: ``init`` builds the state and runs the
+    warm-up, ``run`` runs log intervals; the carry holds the whole ``SACState`` (replay buffer,
+    environments, optimizer states, update counter) and the loop key. Raises
+    ``gradest.EstimatorError`` at once for an estimator that does not fit the action space."""
+    make_agent(config, env, env_params)
+    sizes = loop_sizes(config)
+
+    def init(key: PRNGKey, train_config: SACConfig = config) -> _common.Carry:
+        _common.check_static(train_config, config)
+        agent = make_agent(train_config, env, env_params)
+        k_init, k_warm, k_train = jax.random.split(key, 3)
+        state = init_state(agent, k_init)
+        state, _ = jax.lax.scan(functools.partial(warmup_step, agent), state,
+                                jax.random.split(k_warm, sizes.warmup_iterations))
+        return _common.Carry(state, k_train)
+
+    def run(carry: _common.Carry, start, length: int, train_config: SACConfig = config
+            ) -> tuple[_common.Carry, dict]:
+        _common.check_static(train_config, config)
+        agent = make_agent(train_config, env, env_params)
+        xs = _common.log_inputs(carry.key, sizes.num_logs, start, length)
+        state, metrics = jax.lax.scan(functools.partial(_outer_step, agent, sizes), carry.state,
+                                      xs)
+        return _common.Carry(state, carry.key), metrics
+
+    def output(carry: _common.Carry):
+        state = carry.state
+        params = {"actor": state.actor_params, "critic": state.critic_params,
+                  "log_alpha": state.log_alpha}
+        return params, state.obs_stats
+
+    return _common.Stages(sizes.num_logs, config, init, run, output)
+
+
 def make_train(config: SACConfig, env, env_params):
     """``train(key, config=config) -> agents._common.TrainOutput`` for SAC on ``env``: one pure
     function, so ``jax.jit(jax.vmap(train))(keys)`` trains many seeds at once (and configs that
@@ -699,21 +781,4 @@ def make_train(config: SACConfig, env, env_params):
     The output's ``params`` are {"actor", "critic", "log_alpha"}; ``metrics`` have one entry
     per log interval (``eval_returns``: ``[num_logs, eval_episodes]``).
     """
-    make_agent(config, env, env_params)
-    sizes = loop_sizes(config)
-
-    def train(key: PRNGKey, train_config: SACConfig = config) -> _common.TrainOutput:
-        _common.check_static(train_config, config)
-        agent = make_agent(train_config, env, env_params)
-        k_init, k_warm, k_train = jax.random.split(key, 3)
-        state = init_state(agent, k_init)
-        state, _ = jax.lax.scan(functools.partial(warmup_step, agent), state,
-                                jax.random.split(k_warm, sizes.warmup_iterations))
-        state, metrics = jax.lax.scan(
-            functools.partial(_outer_step, agent, sizes), state,
-            (jnp.arange(sizes.num_logs), jax.random.split(k_train, sizes.num_logs)))
-        params = {"actor": state.actor_params, "critic": state.critic_params,
-                  "log_alpha": state.log_alpha}
-        return _common.TrainOutput(params, state.obs_stats, metrics)
-
-    return train
+    return _common.train_from_stages(make_stages(config, env, env_params))
