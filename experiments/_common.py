@@ -116,27 +116,44 @@ def _to_builtin(obj: Any) -> Any:
     raise TypeError(f"cannot write {type(obj).__name__} to JSON")
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> pathlib.Path:
-    """Writes ``obj`` as JSON atomically: a reader (or a crash) never sees a half-written file."""
-    path = pathlib.Path(path)
+def _atomic_write(path: pathlib.Path, write) -> pathlib.Path:
+    """Calls ``write(tmp_path)`` for a temporary file beside ``path``, then renames it onto
+    ``path`` (``os.replace`` is atomic on POSIX): a reader, or a crash or interruption mid-write,
+    sees the old file or the new one, never half of one. On an exception nothing is left."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, default=_to_builtin, allow_nan=True)
-            fh.write("\n")
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
         raise
     return path
 
 
+def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> pathlib.Path:
+    """Writes ``obj`` as JSON atomically: a reader (or a crash) never sees a half-written file."""
+    def write(tmp):
+        with open(tmp, "w") as fh:
+            json.dump(obj, fh, indent=indent, default=_to_builtin, allow_nan=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    return _atomic_write(pathlib.Path(path), write)
+
+
 def save_figure(fig: plt.Figure, path: str | os.PathLike) -> pathlib.Path:
-    """Saves ``fig`` as PNG and closes it (figures are many and the runs long)."""
+    """Saves ``fig`` (format from the suffix, PNG by default) atomically and closes it (figures
+    are many and the runs long)."""
     path = pathlib.Path(path)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120,
+                                                    format=path.suffix[1:] or "png"))
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -50,3 +50,10 @@ def test_unsupported_action_space_is_a_usage_error():
     entry = train.configs.REGISTRY["ppo"]._replace(continuous=False)
     with pytest.raises(train.UsageError, match="does not support Pendulum-v1's continuous"):
         train.make_env(entry, "ppo", "Pendulum-v1")
+
+
+def test_importing_the_module_defines_no_flags():
+    """Experiment modules import ``experiments.train`` as a library next to their own ``--seed``
+    and ``--output_dir``: its flags exist only when it runs as the program."""
+    from absl import flags
+    assert "agent" not in flags.FLAGS and "checkpoint_every" not in flags.FLAGS

@@ -32,6 +32,8 @@ class AgentEntry(NamedTuple):
       config_cls: the agent's config dataclass (static and traced fields).
       get_config: ``get_config(env_id) -> ConfigDict`` of tuned defaults.
       discrete, continuous: which action spaces the agent supports.
+      make_stages: ``make_stages(config, env, env_params) -> agents._common.Stages``: the same
+        run as resumable pieces (``experiments.train`` shards and checkpoints them).
     """
 
     make_train: Callable[..., Callable]
@@ -39,6 +41,7 @@ class AgentEntry(NamedTuple):
     get_config: Callable[[str], ml_collections.ConfigDict]
     discrete: bool
     continuous: bool
+    make_stages: Callable[..., Any] | None = None
 
 
 REGISTRY: dict[str, AgentEntry] = {}
@@ -51,14 +54,16 @@ def register(name: str, entry: AgentEntry) -> None:
 
 
 register("ppo", AgentEntry(agents.ppo.make_train, agents.ppo.PPOConfig, ppo_config.get_config,
-                           discrete=True, continuous=True))
+                           discrete=True, continuous=True, make_stages=agents.ppo.make_stages))
 register("reinforce", AgentEntry(agents.reinforce.make_train, agents.reinforce.ReinforceConfig,
-                                 reinforce_config.get_config, discrete=True, continuous=True))
+                                 reinforce_config.get_config, discrete=True, continuous=True,
+                                 make_stages=agents.reinforce.make_stages))
 register("actor_critic", AgentEntry(agents.actor_critic.make_train,
                                     agents.actor_critic.ActorCriticConfig,
-                                    actor_critic_config.get_config, discrete=True, continuous=True))
+                                    actor_critic_config.get_config, discrete=True, continuous=True,
+                                    make_stages=agents.actor_critic.make_stages))
 register("sac", AgentEntry(agents.sac.make_train, agents.sac.SACConfig, sac_config.get_config,
-                           discrete=True, continuous=True))
+                           discrete=True, continuous=True, make_stages=agents.sac.make_stages))
 
 
 def build(entry: AgentEntry, config: ml_collections.ConfigDict) -> Any:
