@@ -2,6 +2,10 @@ r"""Speed benchmarks: prints a table and writes JSON.
 
     python -m experiments.benchmark --suite=estimators --output_dir=/tmp/bench
     python -m experiments.benchmark --suite=agents --output_dir=/tmp/bench
+    python -m experiments.benchmark --suite=scaling --output_dir=/tmp/bench [--quick]
+
+Suite ``scaling`` (``experiments/benchmark_scaling.py``, which has the finer flags): PPO and SAC
+env steps per second against the number of seeds and devices, with a PNG.
 
 Suite ``estimators``: for S samples and each estimator, the median wall time (after compilation)
 of ``gradest.estimate_grad`` beside the floor, a hand-written
@@ -16,6 +20,8 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from typing import Callable
 
@@ -28,13 +34,15 @@ import gradest
 from gradest import baselines
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("suite", "estimators", ["estimators", "agents"], "Which benchmark to run.")
+flags.DEFINE_enum("suite", "estimators", ["estimators", "agents", "scaling"],
+                  "Which benchmark to run.")
 flags.DEFINE_list("num_samples", ["1000", "100000"], "Sample counts S for the estimators suite.")
 flags.DEFINE_integer("repeats", 15, "Timed repetitions per measurement (the median is reported).")
 flags.DEFINE_integer("loop_samples", 200,
                      "Samples timed in the plain Python loop (scaled linearly to S).")
 flags.DEFINE_string("output_dir", "results/benchmark", "Where the JSON goes.")
 flags.DEFINE_integer("seed", 0, "PRNG seed.")
+flags.DEFINE_bool("quick", False, "Scaling suite: its quick sizes (seeds 1 and 16).")
 
 _DIM = 8
 _VALUES = jnp.linspace(-1.0, 2.0, _DIM)
@@ -143,6 +151,16 @@ def main(argv):
     if FLAGS.suite == "estimators":
         result = run_estimators_suite([int(s) for s in FLAGS.num_samples], FLAGS.repeats,
                                       FLAGS.loop_samples, FLAGS.seed)
+    elif FLAGS.suite == "scaling":
+        # Its own program, with its own flags: no module it imports (experiments.train,
+        # the agents) can then define a flag that collides with this module's.
+        rc = subprocess.run([sys.executable, "-m", "experiments.benchmark_scaling",
+                             f"--output_dir={FLAGS.output_dir}", f"--seed={FLAGS.seed}",
+                             f"--quick={FLAGS.quick}"]).returncode
+        if rc:
+            sys.exit(rc)
+        with open(os.path.join(FLAGS.output_dir, "scaling_benchmark.json")) as fh:
+            result = json.load(fh)
     else:
         from experiments import benchmark_agents
         result = benchmark_agents.run_agents_suite(FLAGS.output_dir)
