@@ -2,18 +2,29 @@
 
     python -m experiments.train --agent=ppo --env=CartPole-v1 --num_seeds=8 \\
         --total_steps=100000 --output_dir=/tmp/ppo_cartpole [--config.learning_rate=1e-3 ...] \\
-        [--checkpoint_every=10 [--resume]] [--debug_nans] [--distributed]
+        [--checkpoint_every=10 [--resume]] [--debug_nans] \\
+        [--distributed [--coordinator_address=HOST:PORT --num_processes=N --process_id=I]]
 
 All seeds train in one ``jax.jit(jax.vmap(train))`` program whose seed axis is sharded over the
 devices (a one-axis ``Mesh`` named ``"seeds"`` and ``NamedSharding``): the same command runs
 unchanged on one CPU, one GPU or many devices, and gives the same numbers (seed ``i`` is
-``fold_in(key(seed), i)`` wherever it runs). With ``--distributed`` the processes of a multi-host
-job first call ``jax.distributed.initialize()`` (coordinator, process count and id from the
-cluster's environment, e.g. SLURM, or ``JAX_COORDINATOR_ADDRESS``/``JAX_NUM_PROCESSES``/
-``JAX_PROCESS_ID``); the seeds are then spread over the devices of all hosts and only process 0
-writes files. Seeds per device: ``num_seeds`` is split evenly over the largest number of the
-available devices that divides it (7 seeds on 4 devices run on 1; a note says so); across
-several processes it must be a multiple of the device count.
+``fold_in(key(seed), i)`` wherever it runs). Seeds per device: ``num_seeds`` is split evenly over
+the largest number of the available devices that divides it (7 seeds on 4 devices run on 1; a
+note says so); across several processes it must be a multiple of the device count.
+
+Several processes (hosts). With ``--distributed`` every process of the job runs the same command
+and first calls ``jax.distributed.initialize()``, with ``--coordinator_address`` (``HOST:PORT``
+where process 0 serves the coordinator; the same for all), ``--num_processes`` and
+``--process_id``, each defaulting to ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``,
+``JAX_PROCESS_ID``, and whatever neither gives detected by JAX from the cluster (SLURM, Open MPI,
+TPU). The seeds are spread over the devices of all processes, every process gets all metrics
+(gathered across processes; on CPU through gloo collectives), and only process 0 writes files;
+with checkpoints every process needs the same ``--checkpoint_dir`` on a shared file system. Two
+processes on one machine, two CPU devices each::
+
+    for i in 0 1; do XLA_FLAGS=--xla_force_host_platform_device_count=2 \\
+        python -m experiments.train --distributed --coordinator_address=localhost:12345 \\
+        --num_processes=2 --process_id=$i --num_seeds=8 --output_dir=/tmp/run & done; wait
 
 The agent's config is its tuned defaults for the environment (``experiments/configs/<agent>.py``)
 with ``--config.<field>=`` overrides. Writes to ``--output_dir``, each file atomically (a
@@ -69,17 +80,63 @@ EXIT_USAGE = 2
 EXIT_DIVERGED = 3
 
 
+# The arguments of jax.distributed.initialize(): flag name, environment variable, type.
+DISTRIBUTED_ARGS = (("coordinator_address", "JAX_COORDINATOR_ADDRESS", str),
+                    ("num_processes", "JAX_NUM_PROCESSES", int),
+                    ("process_id", "JAX_PROCESS_ID", int))
+
+
 def _distributed_requested(argv: list[str]) -> bool:
     return any(a in ("--distributed", "--distributed=true", "--distributed=True",
                      "--distributed=1") for a in argv[1:])
 
 
-def initialize_distributed() -> None:
-    """``jax.distributed.initialize()`` from the cluster's environment; a one-line error and
-    exit 2 if there is none. Must run before anything touches a JAX backend (``import gymnax``
-    does), hence before this module imports the agents."""
+def _flag_value(argv: list[str], name: str) -> str | None:
+    """The value of ``--name=V`` or ``--name V`` on the command line (the last one wins, as
+    with absl), else None."""
+    value = None
+    for i, arg in enumerate(argv[1:], start=1):
+        if arg.startswith(f"--{name}="):
+            value = arg.split("=", 1)[1]
+        elif arg == f"--{name}" and i + 1 < len(argv):
+            value = argv[i + 1]
+    return value
+
+
+def distributed_args(argv: list[str], environ=None) -> dict:
+    """Keyword arguments of ``jax.distributed.initialize()`` from ``--coordinator_address``,
+    ``--num_processes``, ``--process_id``, or else ``JAX_COORDINATOR_ADDRESS``,
+    ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``; those given by neither are left out, for JAX to
+    detect from the cluster (SLURM, Open MPI, TPU). ``ValueError`` for a non-integer count or
+    id."""
+    environ = os.environ if environ is None else environ
+    kwargs = {}
+    for name, variable, kind in DISTRIBUTED_ARGS:
+        value = _flag_value(argv, name)
+        source = f"--{name}"
+        if value is None:
+            value, source = environ.get(variable), variable
+        if value is None or value == "":
+            continue
+        try:
+            kwargs[name] = kind(value)
+        except ValueError:
+            raise ValueError(f"{source} must be an integer, got {value!r}") from None
+    return kwargs
+
+
+def initialize_distributed(argv: list[str]) -> None:
+    """``jax.distributed.initialize()`` with ``distributed_args(argv)``; a one-line error and
+    exit 2 if it fails. Must run before anything touches a JAX backend (``import gymnax``
+    does), hence before this module imports the agents. Cross-process collectives on CPU (the
+    gather of every seed's metrics) go through gloo, which must be chosen before the CPU
+    backend starts; an implementation chosen by the user (``JAX_CPU_COLLECTIVES_IMPLEMENTATION``)
+    is kept."""
     try:
-        jax.distributed.initialize()
+        kwargs = distributed_args(argv)
+        if not jax.config.jax_cpu_collectives_implementation:
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(**kwargs)
     except Exception as e:  # noqa: BLE001 - any failure here is a setup problem of the job
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"error: --distributed: jax.distributed.initialize() failed: {message}",
@@ -88,7 +145,7 @@ def initialize_distributed() -> None:
 
 
 if __name__ == "__main__" and _distributed_requested(sys.argv):
-    initialize_distributed()
+    initialize_distributed(sys.argv)
 
 from absl import app, flags  # noqa: E402
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # noqa: E402
@@ -157,9 +214,17 @@ def define_flags() -> None:
     flags.DEFINE_bool("debug_nans", False, "turn on jax_debug_nans: stop at the first operation "
                       "that produces a NaN (slow; metrics and state are checked for NaN/Inf "
                       "after every chunk regardless)")
-    flags.DEFINE_bool("distributed", False, "multi-host: call jax.distributed.initialize() "
-                      "first (from the cluster's environment); seeds spread over all hosts' "
-                      "devices")
+    flags.DEFINE_bool("distributed", False, "multi-process: call jax.distributed.initialize() "
+                      "first (with the three flags below, or from the cluster's environment); "
+                      "seeds spread over all processes' devices, only process 0 writes files")
+    flags.DEFINE_string("coordinator_address", None, "with --distributed: HOST:PORT of process "
+                        "0's coordinator, the same for every process (default: "
+                        "$JAX_COORDINATOR_ADDRESS, else detected from the cluster)")
+    flags.DEFINE_integer("num_processes", None, "with --distributed: number of processes "
+                         "(default: $JAX_NUM_PROCESSES, else detected from the cluster)")
+    flags.DEFINE_integer("process_id", None, "with --distributed: this process's index, 0 … "
+                         "num_processes − 1 (default: $JAX_PROCESS_ID, else detected from the "
+                         "cluster)")
     config_flags.DEFINE_config_dict("config", _override_fields(),
                                     "overrides of the agent's config fields")
 
@@ -743,6 +808,10 @@ def main(argv):
     f = flags.FLAGS
     if f.output_dir is None:
         print("error: --output_dir is required", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    given = [name for name, _, _ in DISTRIBUTED_ARGS if f[name].present]
+    if given and not f.distributed:
+        print(f"error: --{given[0]} needs --distributed", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     try:
         run(f.agent, f.env, f.num_seeds, f.seed, f.total_steps,
