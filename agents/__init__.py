@@ -6,13 +6,14 @@ built from ``lax.scan``, so ``jax.jit(jax.vmap(train))(keys)`` trains many seeds
 """
 
 from agents import actor_critic, networks, ppo, reinforce, returns, rollout
-from agents._common import CommonConfig, TrainOutput, policy_gradient_loss, stack_configs
+from agents._common import (CommonConfig, TrainOutput, policy_gradient_loss, prng_key,
+                            stack_configs)
 from agents.actor_critic import ActorCriticConfig
 from agents.ppo import PPOConfig
 from agents.reinforce import ReinforceConfig
 
 __all__ = [
     "actor_critic", "networks", "ppo", "reinforce", "returns", "rollout",
-    "CommonConfig", "TrainOutput", "policy_gradient_loss", "stack_configs",
+    "CommonConfig", "TrainOutput", "policy_gradient_loss", "prng_key", "stack_configs",
     "ActorCriticConfig", "PPOConfig", "ReinforceConfig",
 ]

@@ -23,6 +23,7 @@ from flax import struct
 
 import gradest
 from agents import networks, rollout as rollout_lib
+from agents._prng import KEY_IMPL, prng_key  # noqa: F401  (re-exported)
 
 Array = jax.Array
 PRNGKey = jax.Array

@@ -94,6 +94,9 @@ class SACConfig:
     verbose: bool = static(True)  # print one line per log interval from inside jit
     # --- traced ---
     learning_rate: float = 3e-4  # Adam step size of actor, critics, V baseline and α
+    # The step sizes decay linearly over the run's gradient updates to learning_rate × this
+    # (1: constant). A large step learns fast early on; a smaller one late settles the policy.
+    final_lr_fraction: float = 1.0
     actor_lr_scale: float = 1.0  # the actor's step size is learning_rate × this (per estimator)
     # Global-norm clip of each network's gradient (actor, critics, V; not α) before Adam; inf: off.
     max_grad_norm: float = float("inf")
@@ -409,22 +412,34 @@ class Optimizers(NamedTuple):
 
 
 def make_optimizers(config: SACConfig) -> Optimizers:
-    """Adam per parameter group; the networks' gradients first clipped to ``max_grad_norm``."""
+    """Adam per parameter group; the networks' gradients first clipped to ``max_grad_norm``.
+    Every step size follows η_t = η (1 − (1 − f) t / T) over the T gradient updates of the run,
+    f = ``final_lr_fraction`` (constant where f is a known 1)."""
     # Clipping to an infinite norm is the identity: left out when the bound is a known inf
     # (not when it is traced, e.g. vmapped over configs). Each network's parameters are raveled
     # into one vector for the optimizer (``_common.flat_per_network``: the same arithmetic, a few
     # kernels per step instead of several per parameter leaf).
     no_clip = isinstance(config.max_grad_norm, (int, float)) and math.isinf(config.max_grad_norm)
 
+    constant = isinstance(config.final_lr_fraction, (int, float)) and config.final_lr_fraction == 1
+    sizes = loop_sizes(config)
+    num_updates = max(1, sizes.num_logs * sizes.iterations_per_log * config.updates_per_step)
+
+    def schedule(lr):
+        if constant:
+            return lr
+        decay = 1.0 - config.final_lr_fraction
+        return lambda count: lr * (1.0 - decay * jnp.minimum(count, num_updates) / num_updates)
+
     def clipped(lr):
-        adam = optax.adam(lr)
+        adam = optax.adam(schedule(lr))
         if no_clip:
             return _common.flat_per_network(adam)
         return _common.flat_per_network(
             optax.chain(optax.clip_by_global_norm(config.max_grad_norm), adam))
 
     return Optimizers(clipped(config.learning_rate * config.actor_lr_scale),
-                      clipped(config.learning_rate), optax.adam(config.learning_rate))
+                      clipped(config.learning_rate), optax.adam(schedule(config.learning_rate)))
 
 
 def target_entropy(config: SACConfig, spec: rollout.ActionSpec) -> Array:

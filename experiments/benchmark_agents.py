@@ -38,7 +38,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from agents import ppo, sac
+from agents import ppo, prng_key, sac
 from experiments import _common
 from experiments.configs.sac import TUNED as SAC_TUNED
 
@@ -77,10 +77,10 @@ def _time(agent: str, train, num_seeds: int, repeats: int, compiler_options: dic
     # One seed runs unbatched (as PureJaxRL and rejax time it); several are vmapped.
     if num_seeds == 1:
         train = jax.jit(train, compiler_options=compiler_options)
-        make_keys = lambda r: jax.random.key(r)
+        make_keys = lambda r: prng_key(r)
     else:
         train = jax.jit(jax.vmap(train), compiler_options=compiler_options)
-        make_keys = lambda r: jax.random.split(jax.random.key(r), num_seeds)
+        make_keys = lambda r: jax.random.split(prng_key(r), num_seeds)
     start = time.perf_counter()
     compiled = train.lower(make_keys(0)).compile()
     compile_s = time.perf_counter() - start

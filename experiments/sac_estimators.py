@@ -52,7 +52,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import scipy.stats
 
-from agents import sac
+from agents import prng_key, sac
 from experiments import _common
 from experiments.configs import sac as sac_configs
 
@@ -302,7 +302,7 @@ def run(output_dir, *, num_seeds: int | None = None, total_steps: int | None = N
     sz = _common.resolve_sizes(QUICK, FULL, quick, overrides)
     out = _common.prepare_output_dir(output_dir, overwrite=True)
     log = log or _common.Progress("sac_estimators")
-    keys = jax.random.split(jax.random.key(seed), sz.num_seeds)
+    keys = jax.random.split(prng_key(seed), sz.num_seeds)
     results = {"seed": seed, "quick": quick, "sizes": dataclasses.asdict(sz), "env": ENV_ID,
                "variants": {}}
     configs = {name: base_config(sz.total_steps, **config_overrides).replace(**VARIANTS[name])
@@ -313,7 +313,7 @@ def run(output_dir, *, num_seeds: int | None = None, total_steps: int | None = N
         final = trained[name]["metrics"]["eval_return"][:, -1]
         log(f"{name}: final return {np.mean(final):.1f} (per seed {np.round(final).tolist()}), "
             f"train {trained[name]['train_seconds']:.1f}s")
-    costs = time_updates(configs, jax.random.key(seed), sz.timing_updates)
+    costs = time_updates(configs, prng_key(seed), sz.timing_updates)
     for name, result in trained.items():
         result["seconds_per_update"] = costs[name]
         results["variants"][name] = summarize(name, result)

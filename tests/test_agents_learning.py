@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+import agents
 from experiments import configs
 
 pytestmark = pytest.mark.slow
@@ -25,7 +26,7 @@ def _train(agent, env_id, total_steps, **overrides):
         config[k] = v
     env, params = gymnax.make(env_id)
     train = jax.jit(jax.vmap(entry.make_train(configs.build(entry, config), env, params)))
-    out = train(jax.random.split(jax.random.key(42), NUM_SEEDS))
+    out = train(jax.random.split(agents.prng_key(42), NUM_SEEDS))
     return jax.tree.map(np.asarray, out.metrics)
 
 

@@ -25,6 +25,7 @@ import jax
 import numpy as np
 import pytest
 
+import agents
 from experiments import train
 from tests.conftest import TINY
 
@@ -92,7 +93,7 @@ def test_same_seed_same_result_and_vmapped_seeds_equal_each_alone(compile_cache)
 
     # Each seed alone (plain jit, no vmap) with its key fold_in(key(seed), i).
     train_one = jax.jit(entry.make_train(config, env, env_params))
-    base = jax.random.key(seed)
+    base = agents.prng_key(seed)
     for i in range(num_seeds):
         alone = jax.device_get(train_one(jax.random.fold_in(base, i)))
         in_batch = jax.tree.map(lambda x: x[i], first)
