@@ -46,6 +46,7 @@ class CommonConfig:
     total_steps: int = static(500_000)      # env-step budget; rounded down to whole updates
     log_interval: int = static(50)          # updates between evaluations / diagnostics / prints
     eval_episodes: int = static(32)         # greedy episodes per evaluation
+    eval_every: int = static(1)             # log intervals per evaluation (the last always)
     actor_widths: Sequence[int] = static((64, 64))   # hidden layer widths of the actor
     critic_widths: Sequence[int] = static((64, 64))  # hidden layer widths of the critic
     activation: str = static("tanh")        # hidden activation (networks.ACTIVATIONS)
@@ -97,7 +98,8 @@ def loop_sizes(config: CommonConfig) -> LoopSizes:
 
 def check_config(config: CommonConfig) -> None:
     """``ValueError`` on sizes that cannot work (checked before tracing)."""
-    for name in ("num_envs", "num_steps", "total_steps", "log_interval", "eval_episodes"):
+    for name in ("num_envs", "num_steps", "total_steps", "log_interval", "eval_episodes",
+                 "eval_every"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
     loop_sizes(config)
@@ -381,10 +383,26 @@ def greedy_returns(setup: Setup, config: CommonConfig, state: AgentState, key: P
                                 config.eval_episodes)
 
 
-def _print_progress(name: str, total: int, steps, train_return, episodes, eval_return) -> None:
+def evaluate_every(index: Array, num_logs: int, eval_every: int, evaluate: Callable[[], Array],
+                   num_episodes: int) -> tuple[Array, Array]:
+    """(returns ``[num_episodes]``, whether they were measured) at log interval ``index``:
+    ``evaluate()`` every ``eval_every`` intervals and at the last one, zeros elsewhere (NaN once
+    ``finish_metrics`` has seen ``evaluated``). The branch depends on the interval index only,
+    never on a seed, so under ``vmap`` over seeds it stays a real branch: skipped evaluations
+    cost nothing."""
+    if eval_every == 1:
+        return evaluate(), jnp.ones((), bool)
+    due = jnp.logical_or((index + 1) % eval_every == 0, index == num_logs - 1)
+    returns = jax.lax.cond(due, evaluate, lambda: jnp.zeros((num_episodes,), jnp.float32))
+    return returns, due
+
+
+def _print_progress(name: str, total: int, steps, train_return, episodes, eval_return,
+                    evaluated) -> None:
     shown = float(train_return) if int(episodes) > 0 else float("nan")
+    eval_text = f"{float(eval_return):8.2f}" if bool(evaluated) else "       –"
     print(f"[{name}] {int(steps):>9,}/{total:,} env steps | train return {shown:8.2f}"
-          f" | eval return {float(eval_return):8.2f}", flush=True)
+          f" | eval return {eval_text}", flush=True)
 
 
 # update(state, key) -> (state, metrics): one rollout and the learning step(s) on it.
@@ -410,14 +428,16 @@ def _outer_step(loop: _Loop, state: AgentState, xs: tuple[Array, PRNGKey]
     # completed episode logs 0 here and ``finish_metrics`` turns it into NaN.
     train_return = jnp.sum(metrics.pop("return_sum")) / jnp.maximum(episodes, 1)
     out = {k: jnp.mean(v) for k, v in metrics.items()}
-    eval_returns = greedy_returns(loop.setup, loop.config, state, key_eval)
+    eval_returns, evaluated = evaluate_every(
+        index, loop.sizes.num_logs, loop.config.eval_every,
+        lambda: greedy_returns(loop.setup, loop.config, state, key_eval), loop.config.eval_episodes)
     out.update(actor_gradient_stats(loop.setup, state.diag))
     steps = (index + 1) * loop.sizes.updates_per_log * loop.sizes.steps_per_update
     out.update(env_steps=steps, train_return=train_return, train_episodes=episodes,
-               eval_returns=eval_returns, eval_return=jnp.mean(eval_returns))
+               eval_returns=eval_returns, eval_return=jnp.mean(eval_returns), evaluated=evaluated)
     if loop.config.verbose:
         jax.debug.callback(functools.partial(_print_progress, loop.name, loop.sizes.env_steps),
-                           steps, train_return, episodes, out["eval_return"])
+                           steps, train_return, episodes, out["eval_return"], evaluated)
     return state, out
 
 
@@ -464,12 +484,20 @@ def log_inputs(key: PRNGKey, num_logs: int, start, length: int) -> tuple[Array, 
 
 def finish_metrics(metrics: dict) -> dict:
     """Raw stage metrics → reported ones: ``train_return`` is NaN for an interval in which no
-    training episode ended (``train_episodes`` = 0, then dropped). Works on jax arrays inside a
-    program and on numpy arrays on the host (where jax's NaN checks do not look)."""
+    training episode ended (``train_episodes`` = 0, then dropped), ``eval_return`` and
+    ``eval_returns`` NaN for one that was not evaluated (``evaluated``, then dropped; see
+    ``eval_every``). Works on jax arrays inside a program and on numpy arrays on the host (where
+    jax's NaN checks do not look)."""
     metrics = dict(metrics)
     episodes = metrics.pop("train_episodes")
     xp = np if isinstance(episodes, np.ndarray) else jnp
     metrics["train_return"] = xp.where(episodes > 0, metrics["train_return"], np.nan)
+    evaluated = metrics.pop("evaluated", None)
+    if evaluated is not None:
+        metrics["eval_return"] = xp.where(evaluated, metrics["eval_return"], np.nan)
+        if "eval_returns" in metrics:
+            metrics["eval_returns"] = xp.where(evaluated[..., None], metrics["eval_returns"],
+                                               np.nan)
     return metrics
 
 

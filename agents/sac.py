@@ -77,6 +77,7 @@ class SACConfig:
     updates_per_step: int = static(1)  # gradient steps per vector step (UTD = this / num_envs)
     log_interval: int = static(500)  # vector steps between evaluations / diagnostics / prints
     eval_episodes: int = static(32)  # greedy episodes per evaluation
+    eval_every: int = static(1)  # log intervals per evaluation (the last is always evaluated)
     actor_widths: Sequence[int] = static((64, 64))  # hidden layer widths of the actor
     critic_widths: Sequence[int] = static((64, 64))  # of each Q critic and the V baseline
     activation: str = static("swish")  # hidden activation (networks.ACTIVATIONS)
@@ -689,11 +690,12 @@ def loop_sizes(config: SACConfig) -> LoopSizes:
     return LoopSizes(total - num_logs * per_log, num_logs, per_log)
 
 
-def _print_progress(total: int, steps, train_return, episodes, eval_return, alpha, q_mean,
-                    variance, snr) -> None:
+def _print_progress(total: int, steps, train_return, episodes, eval_return, evaluated, alpha,
+                    q_mean, variance, snr) -> None:
     train_return = float(train_return) if int(episodes) > 0 else float("nan")
+    eval_text = f"{float(eval_return):8.2f}" if bool(evaluated) else "       –"
     print(f"[sac] {int(steps):>9,}/{total:,} env steps | train return {train_return:8.2f}"
-          f" | eval return {float(eval_return):8.2f} | alpha {float(alpha):.3g}"
+          f" | eval return {eval_text} | alpha {float(alpha):.3g}"
           f" | Q {float(q_mean):8.2f} | actor grad var {float(variance):.3g} snr {float(snr):.3g}",
           flush=True)
 
@@ -708,7 +710,10 @@ def _outer_step(agent: Agent, sizes: LoopSizes, state: SACState, xs: tuple[Array
                                                jax.random.split(k_steps, sizes.iterations_per_log))
     stats = actor_gradient_stats(agent, state, k_diag)
     episodes = jnp.sum(collected.episodes)
-    eval_returns = evaluate(agent, k_eval, state, agent.config.eval_episodes)
+    eval_returns, evaluated = _common.evaluate_every(
+        index, sizes.num_logs, agent.config.eval_every,
+        lambda: evaluate(agent, k_eval, state, agent.config.eval_episodes),
+        agent.config.eval_episodes)
     iterations = sizes.warmup_iterations + (index + 1) * sizes.iterations_per_log
     steps = iterations * agent.config.num_envs
     out = {
@@ -721,6 +726,7 @@ def _outer_step(agent: Agent, sizes: LoopSizes, state: SACState, xs: tuple[Array
         "train_episodes": episodes,
         "eval_returns": eval_returns,
         "eval_return": jnp.mean(eval_returns),
+        "evaluated": evaluated,
         "grad_variance": stats.total_variance,
         "grad_snr": stats.snr,
         "grad_norm": stats.mean_norm,
@@ -728,14 +734,17 @@ def _outer_step(agent: Agent, sizes: LoopSizes, state: SACState, xs: tuple[Array
     if agent.config.verbose:
         jax.debug.callback(
             functools.partial(_print_progress, sizes.env_steps(agent.config.num_envs)), steps,
-            out["train_return"], episodes, out["eval_return"], out["alpha"], out["q_mean"],
-            out["grad_variance"], out["grad_snr"])
+            out["train_return"], episodes, out["eval_return"], evaluated, out["alpha"],
+            out["q_mean"], out["grad_variance"], out["grad_snr"])
     return state, out
 
 
 def make_agent(config: SACConfig, env, env_params) -> Agent:
     """Builds the networks, the actor estimator and the optimizer; raises
     ``gradest.EstimatorError`` for an estimator that does not fit the action space."""
+    if config.eval_every < 1 or config.eval_episodes < 1:
+        raise ValueError(f"eval_every and eval_episodes must be positive, got "
+                         f"{config.eval_every} and {config.eval_episodes}")
     spec = rollout.action_spec(env, env_params)
     if config.batch_size > config.warmup_steps:
         raise ValueError(f"warmup_steps={config.warmup_steps} must cover one batch "

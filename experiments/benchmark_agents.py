@@ -3,8 +3,9 @@
 PPO: PureJaxRL's configuration (4 envs × 128 steps, 4 epochs × 4 minibatches, 2×64 tanh, lr 2.5e-4
 annealed, 5·10⁵ steps) at 1, 4 and 16 vmapped seeds. Compilation is timed apart from the run
 (``jax.jit(...).lower(...).compile()``, then the compiled call under ``block_until_ready``); the
-training still evaluates and logs actor-gradient diagnostics (every ``log_interval`` updates), but
-prints nothing. Steps per second count training env steps of all seeds together. One seed runs
+training still logs actor-gradient diagnostics (every ``log_interval`` updates) and evaluates 128
+greedy episodes at the end (as the rejax commands below do), but prints nothing. Keys are
+``agents.prng_key`` (Philox). Steps per second count training env steps of all seeds together. One seed runs
 under plain ``jax.jit`` (as PureJaxRL and rejax time a single seed), several under
 ``jax.jit(jax.vmap(...))``. The single seed is also compiled with XLA's backend (LLVM)
 optimization level 1 (``jax.jit(..., compiler_options=...)``): the same program and, on the CPU
@@ -47,12 +48,14 @@ SEEDS = (1, 4, 16)
 FAST_COMPILE = {"xla_backend_optimization_level": 1}
 
 # PureJaxRL's ppo.py CartPole config; 976 updates = 16 logs × 61 updates, the same number of env
-# steps PureJaxRL runs for a 5·10⁵ budget.
+# steps PureJaxRL runs for a 5·10⁵ budget. Actor-gradient diagnostics at each of the 16 logs;
+# the greedy evaluation, 128 episodes, at the last one only (eval_every=16), as the rejax
+# command it is compared with evaluates (128 episodes at the start and the end).
 PUREJAXRL_CARTPOLE = ppo.PPOConfig(
     num_envs=4, num_steps=128, total_steps=500_000, num_epochs=4, num_minibatches=4,
     actor_widths=(64, 64), critic_widths=(64, 64), activation="tanh", learning_rate=2.5e-4,
     anneal_lr=True, gamma=0.99, gae_lambda=0.95, clip_epsilon=0.2, ent_coef=0.01, vf_coef=0.5,
-    max_grad_norm=0.5, log_interval=61, eval_episodes=32, verbose=False)
+    max_grad_norm=0.5, log_interval=61, eval_episodes=128, eval_every=16, verbose=False)
 
 
 def time_ppo(num_seeds: int, repeats: int = 2, config: ppo.PPOConfig = PUREJAXRL_CARTPOLE,
@@ -63,7 +66,10 @@ def time_ppo(num_seeds: int, repeats: int = 2, config: ppo.PPOConfig = PUREJAXRL
                  compiler_options)
 
 
-SAC_PENDULUM = sac.SACConfig(**{**SAC_TUNED["Pendulum-v1"], "verbose": False})
+# rejax's Pendulum configuration as tuned (experiments/configs/sac.py): diagnostics at each of
+# its 19 logs, the 128-episode evaluation at the last only, as rejax's `--eval-freq 10000`.
+_SAC_TUNED = sac.SACConfig(**{**SAC_TUNED["Pendulum-v1"], "verbose": False})
+SAC_PENDULUM = _SAC_TUNED.replace(eval_every=sac.loop_sizes(_SAC_TUNED).num_logs)
 
 
 def time_sac(repeats: int = 2, config: sac.SACConfig = SAC_PENDULUM,

@@ -53,7 +53,7 @@ _DEFAULT_OUTPUT_DIR = "results/benchmark"
 # PureJaxRL's CartPole configuration (the PPOConfig defaults; the same fields as
 # ``experiments.benchmark_agents.PUREJAXRL_CARTPOLE``, which a test keeps in step). Given as
 # overrides, they replace the tuned CartPole values of experiments/configs/ppo.py.
-_PUREJAXRL = ppo.PPOConfig(log_interval=61, verbose=False)
+_PUREJAXRL = ppo.PPOConfig(log_interval=61, eval_episodes=128, eval_every=16, verbose=False)
 PPO_OVERRIDES = {f.name: getattr(_PUREJAXRL, f.name) for f in dataclasses.fields(_PUREJAXRL)
                  if f.name not in ("total_steps", "verbose")}
 

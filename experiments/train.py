@@ -158,7 +158,8 @@ MIN_EVAL_EPISODES = 32
 # Float fields where +inf is a documented setting ("off"), not a mistake.
 INFINITY_ALLOWED = ("max_grad_norm", "max_alpha")
 # Fields that must lie in [0, 1].
-UNIT_INTERVAL = ("gamma", "gae_lambda", "polyak", "baseline_decay", "target_entropy_ratio")
+UNIT_INTERVAL = ("gamma", "gae_lambda", "polyak", "baseline_decay", "target_entropy_ratio",
+                 "final_lr_fraction")
 # Fields that must be > 0.
 POSITIVE_FLOATS = ("learning_rate", "max_grad_norm", "max_alpha", "init_alpha",
                    "actor_lr_scale", "zeroth_order_epsilon", "gumbel_temperature",
@@ -617,8 +618,10 @@ def plot(metrics: dict, path: str, title: str) -> None:
             warnings.simplefilter("ignore", RuntimeWarning)
             mean, low, high = (np.nanmean(values, 0), np.nanmin(values, 0),
                                np.nanmax(values, 0))
-        ax.plot(steps, mean, color=color, label=f"{name.replace('_', ' ')} (mean)")
-        ax.fill_between(steps, low, high, color=color, alpha=0.2)
+        # Intervals without a value (not evaluated: eval_every > 1) are left out of the line.
+        shown = np.isfinite(mean)
+        ax.plot(steps[shown], mean[shown], color=color, label=f"{name.replace('_', ' ')} (mean)")
+        ax.fill_between(steps[shown], low[shown], high[shown], color=color, alpha=0.2)
     ax.set_xlabel("env steps per seed")
     ax.set_ylabel("episode return")
     ax.set_title(f"{title} ({values.shape[0]} seeds; band = min–max)")

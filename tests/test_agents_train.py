@@ -141,3 +141,35 @@ def test_orthogonal_init():
         w = networks.orthogonal(2.0)(jax.random.key(0), shape)
         gram = w.T @ w if shape[0] >= shape[1] else w @ w.T
         chex.assert_trees_all_close(gram, 4.0 * jnp.eye(gram.shape[0]), atol=1e-5)
+
+
+@pytest.mark.parametrize("agent", ["ppo", "sac"])
+def test_eval_every_skips_evaluations_and_changes_nothing_else(agent):
+    """With ``eval_every=2`` over 3 log intervals, the second and the last are evaluated, and
+    their returns, like every training metric, equal those of the run that evaluates always
+    (evaluation draws its own key); the skipped first interval reports NaN."""
+    from agents import sac
+
+    if agent == "ppo":
+        env, params = _env("CartPole-v1")
+        config = ppo.PPOConfig(num_minibatches=2, **TINY)
+        make_train = ppo.make_train
+    else:
+        env, params = gymnax.make("Pendulum-v1")
+        config = sac.SACConfig(actor_widths=(8,), critic_widths=(8,), batch_size=8,
+                               warmup_steps=16, buffer_size=64, total_steps=16 + 3 * 8,
+                               log_interval=8, eval_episodes=2, verbose=False)
+        make_train = sac.make_train
+    keys = jax.random.split(jax.random.key(0), NUM_SEEDS)
+    every = jax.jit(jax.vmap(make_train(config, env, params)))(keys)
+    sparse = jax.jit(jax.vmap(make_train(config.replace(eval_every=2), env, params)))(keys)
+    chex.assert_shape(sparse.metrics["eval_return"], (NUM_SEEDS, NUM_LOGS))
+    assert np.isnan(sparse.metrics["eval_return"][:, 0]).all()
+    assert np.isnan(sparse.metrics["eval_returns"][:, 0]).all()
+    for i in (1, 2):
+        np.testing.assert_array_equal(sparse.metrics["eval_returns"][:, i],
+                                      every.metrics["eval_returns"][:, i])
+    for name, value in every.metrics.items():
+        if not name.startswith("eval_"):
+            np.testing.assert_array_equal(sparse.metrics[name], value, err_msg=name)
+    jax.tree.map(np.testing.assert_array_equal, sparse.params, every.params)

@@ -33,8 +33,9 @@ TUNED = {
         actor_estimator="pathwise", # seed 000's reparameterized tanh-Gaussian actor
         learning_rate=1e-2,         # rejax's large step size, tuned for this short budget
         final_lr_fraction=0.1,      # decays linearly to 1e-3 by the end of the run: at 20k
-                                    # steps 8-seed means −145.0/−159.3/−144.4 (--seed=0/1/2)
-                                    # against −143.4/−161.1/−175.0 constant; 10k unchanged
+                                    # steps, 8-seed means −145.0/−159.3/−144.4 (3 seed sets)
+                                    # against −143.4/−161.1/−175.0 constant (32-episode
+                                    # evaluations, threefry keys); 10k about the same
         actor_lr_scale=1.0,         # pathwise; experiments/sac_estimators.py tunes it per
                                     # estimator (score function + V(s), zeroth order: 0.1)
         max_grad_norm=float("inf"), # no clip: pathwise needs none; set e.g. 10 for safety
