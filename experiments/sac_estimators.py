@@ -100,7 +100,9 @@ class Sizes:
 FULL = Sizes()
 # The quick budget keeps the full budget's 10⁴ steps (at 1.5·10³ nothing has learned yet and the
 # comparison of returns is noise) with half the seeds and the verdict's three variants.
-QUICK = Sizes(num_seeds=4, total_steps=10_000, timing_updates=50)
+# 500 timed updates (~0.3 s a variant) even in the quick budget: with 50 the cost ratio, which
+# the verdict compares with COST_BOUND, moved by ±0.1 between runs.
+QUICK = Sizes(num_seeds=4, total_steps=10_000, timing_updates=500)
 
 T_BOUND = 2.0  # |Welch t| below this: "about the same"; above it (the right way): "worse"
 COST_BOUND = 1.5  # cost per update within this factor of pathwise's: "about the same cost"
@@ -130,7 +132,7 @@ def train_variant(config: sac.SACConfig, keys: jax.Array) -> dict:
     return {"compile_seconds": compile_s, "train_seconds": train_s, "metrics": metrics}
 
 
-def time_updates(configs: dict, key: jax.Array, num_updates: int, rounds: int = 3) -> dict:
+def time_updates(configs: dict, key: jax.Array, num_updates: int, rounds: int = 5) -> dict:
     """Seconds per gradient update (critic, actor, α and targets) of one seed per variant, from a
     compiled scan of ``num_updates`` updates on a buffer of random-action transitions. The
     variants are timed in interleaved rounds (median per variant), so a change in the shared
@@ -288,7 +290,7 @@ def run(output_dir, *, num_seeds: int | None = None, total_steps: int | None = N
       output_dir: an existing or new folder (the caller decides about overwriting).
       num_seeds, total_steps: override the preset (``Sizes``).
       seed: PRNG seed; every variant uses the same seed keys.
-      quick: the report's budget (2 seeds × 1500 steps, the verdict's three variants) instead
+      quick: the report's budget (4 seeds × 10⁴ steps, the verdict's three variants) instead
         of 8 × 10k and every variant.
       variants: names from ``VARIANTS`` (default: all, or ``VERDICT_VARIANTS`` when quick); the
         verdict needs ``VERDICT_VARIANTS``.
