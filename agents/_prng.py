@@ -5,8 +5,8 @@ Training runs start from ``prng_key(seed) = jax.random.key(seed, impl="philox4x3
 but XLA gets it unrolled on every backend, while threefry's CPU lowering is a rolled loop of
 rounds whose per-iteration overhead adds up in programs as small as one environment step.
 Measured on the 2-core CPU machines (jax 0.10.2), side by side in one process: PPO on CartPole
-with PureJaxRL's configuration ~6% more env steps per second and ~0.5 s less compile, SAC on
-Pendulum ~6% less time per step. ``train(key)`` accepts a key of any implementation.
+with PureJaxRL's configuration 6–12% more env steps per second at about the same compile time,
+SAC on Pendulum ~6% less time per step. ``train(key)`` accepts a key of any implementation.
 
 Philox multiplies with ``lax.mulhi``, which jax 0.10.2 lowers to ``chlo.mulhi``; a program
 partitioned over several devices (Shardy) then fails with "Unable to convert MHLO to StableHLO".

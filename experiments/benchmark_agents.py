@@ -5,8 +5,8 @@ annealed, 5·10⁵ steps) at 1, 4 and 16 vmapped seeds. Compilation is timed apa
 (``jax.jit(...).lower(...).compile()``, then the compiled call under ``block_until_ready``); the
 training still logs actor-gradient diagnostics (every ``log_interval`` updates) and evaluates 128
 greedy episodes at the end (as the rejax commands below do), but prints nothing. Keys are
-``agents.prng_key`` (Philox). Steps per second count training env steps of all seeds together. One seed runs
-under plain ``jax.jit`` (as PureJaxRL and rejax time a single seed), several under
+``agents.prng_key`` (Philox). Steps per second count training env steps of all seeds together.
+One seed runs under plain ``jax.jit`` (as PureJaxRL and rejax time a single seed), several under
 ``jax.jit(jax.vmap(...))``. The single seed is also compiled with XLA's backend (LLVM)
 optimization level 1 (``jax.jit(..., compiler_options=...)``): the same program and, on the CPU
 machines here, the same run time, in about 40% less compile time.
