@@ -397,12 +397,18 @@ def evaluate_every(index: Array, num_logs: int, eval_every: int, evaluate: Calla
     return returns, due
 
 
-def _print_progress(name: str, total: int, steps, train_return, episodes, eval_return,
-                    evaluated) -> None:
+def returns_text(train_return, episodes, eval_return, evaluated) -> str:
+    """The progress line's returns: NaN where no training episode ended, a dash where the
+    interval was not evaluated."""
     shown = float(train_return) if int(episodes) > 0 else float("nan")
     eval_text = f"{float(eval_return):8.2f}" if bool(evaluated) else "       –"
-    print(f"[{name}] {int(steps):>9,}/{total:,} env steps | train return {shown:8.2f}"
-          f" | eval return {eval_text}", flush=True)
+    return f"train return {shown:8.2f} | eval return {eval_text}"
+
+
+def _print_progress(name: str, total: int, steps, train_return, episodes, eval_return,
+                    evaluated) -> None:
+    print(f"[{name}] {int(steps):>9,}/{total:,} env steps | "
+          f"{returns_text(train_return, episodes, eval_return, evaluated)}", flush=True)
 
 
 # update(state, key) -> (state, metrics): one rollout and the learning step(s) on it.

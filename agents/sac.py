@@ -692,10 +692,9 @@ def loop_sizes(config: SACConfig) -> LoopSizes:
 
 def _print_progress(total: int, steps, train_return, episodes, eval_return, evaluated, alpha,
                     q_mean, variance, snr) -> None:
-    train_return = float(train_return) if int(episodes) > 0 else float("nan")
-    eval_text = f"{float(eval_return):8.2f}" if bool(evaluated) else "       –"
-    print(f"[sac] {int(steps):>9,}/{total:,} env steps | train return {train_return:8.2f}"
-          f" | eval return {eval_text} | alpha {float(alpha):.3g}"
+    print(f"[sac] {int(steps):>9,}/{total:,} env steps | "
+          f"{_common.returns_text(train_return, episodes, eval_return, evaluated)}"
+          f" | alpha {float(alpha):.3g}"
           f" | Q {float(q_mean):8.2f} | actor grad var {float(variance):.3g} snr {float(snr):.3g}",
           flush=True)
 
