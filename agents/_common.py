@@ -353,12 +353,16 @@ def init_state(key: PRNGKey, setup: Setup, config: CommonConfig, opt: optax.Grad
                extra: Any = None) -> AgentState:
     """Fresh parameters, optimizer state and environments; ``diag`` holds a placeholder batch
     of the right shapes (the first log overwrites it)."""
-    key_params, key_env, key_act = jax.random.split(key, 3)
+    key_params, key_env = jax.random.split(key)
     params = init_params(key_params, setup)
     env = rollout_lib.reset(key_env, setup.env, setup.env_params, config.num_envs)
     batch_size = config.num_envs * config.num_steps
     obs = jnp.zeros((batch_size,) + setup.obs_shape)
-    action, log_prob = setup.actor.apply(params["actor"], obs).sample_and_log_prob(seed=key_act)
+    # Zeros shaped like the actor's samples: nothing to draw or compute for a placeholder.
+    action, log_prob = jax.tree.map(
+        lambda s: jnp.zeros(s.shape, s.dtype),
+        jax.eval_shape(lambda p, o, k: setup.actor.apply(p, o).sample_and_log_prob(seed=k),
+                       params["actor"], obs, key))
     zeros = jnp.zeros((batch_size,))
     batch = PolicyBatch(obs, action, log_prob, zeros)
     return AgentState(params, opt.init(params), env, rollout_lib.init_stats(setup.obs_shape),

@@ -15,10 +15,12 @@ details (Huang et al., 2022): orthogonal hidden layers with gain √2, a policy 
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import distrax
+import flax
 import flax.linen as nn
+import flax.traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,8 +48,12 @@ def activation(name: str) -> Callable[[Array], Array]:
         raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}") from None
 
 
-def orthogonal(gain: float = 1.0) -> Callable:
-    """Orthogonal initializer (Saxe et al., 2014) without LAPACK: Gram–Schmidt, applied twice.
+def orthonormalize(a: Array, num_columns: Array) -> Array:
+    """Gram–Schmidt, applied twice, on the first ``num_columns[l]`` columns of each ``a[l]``.
+
+    ``a``: ``[L, n, m]``; columns at and past ``num_columns[l]`` come out zero, and so do rows
+    that are zero in ``a[l]``, so matrices of different shapes can share one padded stack (and
+    one loop). Column j of the result depends on columns ≤ j of ``a`` only.
 
     The Q factor of a Gaussian matrix whose R has a positive diagonal is Haar-distributed, as
     with ``flax.linen.initializers.orthogonal``; Gram–Schmidt computes exactly that Q, and a
@@ -56,31 +62,112 @@ def orthogonal(gain: float = 1.0) -> Callable:
     XLA's CPU thread pool and waits for it, and two of them scheduled concurrently on a 2-core
     machine deadlock (jaxlib 0.10.2). This uses matrix-vector products only.
     """
+    num_columns = jnp.asarray(num_columns)
+
+    def column(j, q):
+        v = a[:, :, j]
+        for _ in range(2):
+            # Columns of q not yet filled are zero.
+            v = v - jnp.einsum("lnk,lk->ln", q, jnp.einsum("lnk,ln->lk", q, v))
+        active = (j < num_columns)[:, None]
+        norm = jnp.linalg.norm(v, axis=1, keepdims=True)
+        return q.at[:, :, j].set(jnp.where(active, v / jnp.where(active, norm, 1.0), 0.0))
+
+    return jax.lax.fori_loop(0, a.shape[2], column, jnp.zeros_like(a))
+
+
+def _kernel_dims(shape) -> tuple[int, int, int, int]:
+    # (rows, cols) of the kernel as a matrix; (n, m) = (max, min): Gram–Schmidt runs on n × m.
+    rows, cols = int(np.prod(shape[:-1])), int(shape[-1])
+    return rows, cols, max(rows, cols), min(rows, cols)
+
+
+def orthogonal_kernels(key, shapes: Sequence[tuple[int, ...]], gains: Sequence[Any],
+                       dtype=jnp.float32) -> list[Array]:
+    """``gain · Q`` for each kernel shape, Q orthonormal (its rows where rows ≤ cols, else its
+    columns, with the kernel read as a matrix ``[prod(shape[:-1]), shape[-1]]``).
+
+    All kernels come from one Gaussian draw ``[L, n_max, m_max]`` (each kernel's n × m corner of
+    its slice, zero-padded) and one ``orthonormalize`` loop: a network costs one random-number
+    and one Gram–Schmidt program to compile, not one of each per layer.
+    """
+    dims = [_kernel_dims(shape) for shape in shapes]
+    n_max = max(d[2] for d in dims)
+    m_max = max(d[3] for d in dims)
+    n = np.array([d[2] for d in dims])[:, None, None]
+    m = np.array([d[3] for d in dims])
+    a = jax.random.normal(key, (len(dims), n_max, m_max), jnp.float32)
+    # Rows past n are zero (Q's rows there too); columns past m are left out by orthonormalize.
+    q = orthonormalize(jnp.where(np.arange(n_max)[None, :, None] < n, a, 0.0), m)
+    out = []
+    for i, (shape, (rows, cols, ni, mi)) in enumerate(zip(shapes, dims)):
+        qi = q[i, :ni, :mi]
+        qi = qi if rows >= cols else qi.T
+        out.append((gains[i] * qi).reshape(shape).astype(dtype))
+    return out
+
+
+def orthogonal(gain: float = 1.0) -> Callable:
+    """Orthogonal initializer (Saxe et al., 2014) of the given gain, a flax ``kernel_init``."""
 
     def init(key, shape, dtype=jnp.float32):
-        rows, cols = int(np.prod(shape[:-1])), shape[-1]
-        n, m = max(rows, cols), min(rows, cols)
-        a = jax.random.normal(key, (n, m), jnp.float32)
-
-        def column(j, q):
-            v = a[:, j]
-            for _ in range(2):
-                v = v - q @ (q.T @ v)   # columns of q not yet filled are zero
-            return q.at[:, j].set(v / jnp.linalg.norm(v))
-
-        q = jax.lax.fori_loop(0, m, column, jnp.zeros((n, m), jnp.float32))
-        q = q if rows >= cols else q.T
-        return (gain * q).reshape(shape).astype(dtype)
+        return orthogonal_kernels(key, [shape], [gain], dtype)[0]
 
     return init
 
 
-def dense(features: int, gain: float) -> nn.Dense:
+# The variable collection in which ``Dense`` records each kernel's gain while initializing.
+_GAINS = "orthogonal_gains"
+
+
+class Dense(nn.Module):
+    """y = x W + b (as ``flax.linen.Dense``), W orthogonal of gain ``gain``, b = 0 at init.
+
+    Inside a ``Network``, the network's ``init`` draws all its kernels at once
+    (``orthogonal_kernels``); on its own, ``orthogonal(gain)`` draws this one.
+    """
+
+    features: int
+    gain: float = 1.0
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        kernel = self.param("kernel", orthogonal(self.gain), (jnp.shape(x)[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        if self.is_initializing():
+            self.variable(_GAINS, "kernel", lambda: jnp.float32(self.gain))
+        y = jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+        return y + bias
+
+
+class Network(nn.Module):
+    """A module whose ``init`` draws the kernels of all its ``Dense`` layers together, from the
+    init key, in one ``orthogonal_kernels`` call (the per-layer draws are then dead code, which
+    XLA removes before compiling)."""
+
+    @nn.nowrap
+    def init(self, rngs, *args, **kwargs):
+        variables = dict(super().init(rngs, *args, **kwargs))
+        gains = variables.pop(_GAINS, None)
+        if gains is None:
+            return variables
+        key = rngs["params"] if isinstance(rngs, Mapping) else rngs
+        flat_gains = flax.traverse_util.flatten_dict(gains)
+        flat_params = flax.traverse_util.flatten_dict(variables["params"])
+        paths = list(flat_gains)
+        kernels = orthogonal_kernels(key, [flat_params[p].shape for p in paths],
+                                     [flat_gains[p] for p in paths])
+        flat_params.update(zip(paths, kernels))
+        variables["params"] = flax.traverse_util.unflatten_dict(flat_params)
+        return variables
+
+
+def dense(features: int, gain: float) -> Dense:
     """A dense layer with orthogonal weights of the given gain and zero bias."""
-    return nn.Dense(features, kernel_init=orthogonal(gain), bias_init=nn.initializers.zeros)
+    return Dense(features, gain)
 
 
-class MLP(nn.Module):
+class MLP(Network):
     """Hidden layers only: x → act(W_k … act(W_1 x)). Inputs are flattened past the batch axes."""
 
     widths: Sequence[int] = (64, 64)
@@ -135,7 +222,7 @@ class Categorical:
         return jnp.argmax(self.logits, axis=-1)
 
 
-class CategoricalActor(nn.Module):
+class CategoricalActor(Network):
     """π(·|s) = Categorical(softmax(logits(s)))."""
 
     num_actions: int
@@ -149,7 +236,7 @@ class CategoricalActor(nn.Module):
         return Categorical(dense(self.num_actions, 0.01)(h))
 
 
-class GaussianActor(nn.Module):
+class GaussianActor(Network):
     """π(·|s) = N(μ(s), diag σ²) over unbounded actions (the environment clips).
 
     Attributes:
@@ -181,7 +268,7 @@ class GaussianActor(nn.Module):
         return distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))
 
 
-class TanhGaussianActor(nn.Module):
+class TanhGaussianActor(Network):
     """π(·|s): a = tanh(u), u ~ N(μ(s), diag σ(s)²), a ∈ (−1, 1)ᴰ (``gradest.TanhNormal``).
 
     log σ(s) is squashed smoothly into [log_std_min, log_std_max] so its gradient never vanishes
@@ -204,7 +291,7 @@ class TanhGaussianActor(nn.Module):
         return TanhNormal(mean, jnp.exp(log_std))
 
 
-class ValueCritic(nn.Module):
+class ValueCritic(Network):
     """V(s), a scalar per observation."""
 
     widths: Sequence[int] = (64, 64)
@@ -217,7 +304,7 @@ class ValueCritic(nn.Module):
         return jnp.squeeze(dense(1, 1.0)(h), -1)
 
 
-class QCritic(nn.Module):
+class QCritic(Network):
     """Q(s, a) for continuous actions: an MLP on the concatenation [s, a]."""
 
     widths: Sequence[int] = (256, 256)
@@ -231,7 +318,7 @@ class QCritic(nn.Module):
         return jnp.squeeze(dense(1, 1.0)(h), -1)
 
 
-class DiscreteQCritic(nn.Module):
+class DiscreteQCritic(Network):
     """Q(s, ·) for discrete actions: one output per action."""
 
     num_actions: int

@@ -136,11 +136,42 @@ def test_networks():
         networks.activation("nope")
 
 
+def _assert_orthogonal(w, gain, atol=1e-5):
+    gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+    chex.assert_trees_all_close(gram, gain ** 2 * jnp.eye(gram.shape[0]), atol=atol)
+
+
 def test_orthogonal_init():
     for shape in [(3, 16), (16, 16), (16, 2)]:
-        w = networks.orthogonal(2.0)(jax.random.key(0), shape)
-        gram = w.T @ w if shape[0] >= shape[1] else w @ w.T
-        chex.assert_trees_all_close(gram, 4.0 * jnp.eye(gram.shape[0]), atol=1e-5)
+        _assert_orthogonal(networks.orthogonal(2.0)(jax.random.key(0), shape), 2.0)
+
+
+def test_network_init_draws_every_kernel_orthogonal_with_its_gain():
+    """A network's init orthonormalizes all its kernels in one padded Gram–Schmidt loop: each
+    kernel, whatever its shape, has orthonormal rows or columns scaled by its layer's gain
+    (√2 hidden, 0.01 policy head, 1 value head), and distinct layers get distinct draws."""
+    obs = jnp.zeros((5,))
+    actor = networks.CategoricalActor(3, (16, 8))
+    params = actor.init(jax.random.key(1), obs)["params"]
+    assert set(actor.init(jax.random.key(1), obs)) == {"params"}   # no bookkeeping left behind
+    _assert_orthogonal(params["MLP_0"]["Dense_0"]["kernel"], np.sqrt(2.0))   # 5 × 16: rows
+    _assert_orthogonal(params["MLP_0"]["Dense_1"]["kernel"], np.sqrt(2.0))   # 16 × 8: columns
+    _assert_orthogonal(params["Dense_0"]["kernel"], 0.01, atol=1e-9)         # 8 × 3
+    critic = networks.QCritic((16, 16))
+    cp = critic.init(jax.random.key(1), obs, jnp.zeros((2,)))["params"]
+    _assert_orthogonal(cp["MLP_0"]["Dense_0"]["kernel"], np.sqrt(2.0))        # 7 × 16
+    _assert_orthogonal(cp["Dense_0"]["kernel"], 1.0)                          # 16 × 1
+    w0, w1 = cp["MLP_0"]["Dense_1"]["kernel"], cp["MLP_0"]["Dense_0"]["kernel"]
+    _assert_orthogonal(w0, np.sqrt(2.0))
+    assert float(jnp.max(jnp.abs(w0[:7] - w1))) > 0.1                        # not one draw twice
+    for leaf in jax.tree.leaves(params):
+        assert bool(jnp.all(jnp.isfinite(leaf)))
+    # Under vmap over keys (twin critics, seeds) each key gets its own orthogonal kernels.
+    stacked = jax.vmap(lambda k: critic.init(k, obs, jnp.zeros((2,))))(
+        jax.random.split(jax.random.key(2), 2))["params"]["MLP_0"]["Dense_1"]["kernel"]
+    for w in stacked:
+        _assert_orthogonal(w, np.sqrt(2.0))
+    assert float(jnp.max(jnp.abs(stacked[0] - stacked[1]))) > 0.1
 
 
 @pytest.mark.parametrize("agent", ["ppo", "sac"])
