@@ -102,14 +102,23 @@ def reset(key: PRNGKey, env, env_params, num_envs: int) -> RolloutState:
 
 
 def step(key: PRNGKey, env, env_params, spec: ActionSpec, state: RolloutState, action: Array,
-         extras: Any = None) -> tuple[RolloutState, Transition]:
+         extras: Any = None, resets: Any = None) -> tuple[RolloutState, Transition]:
     """Steps all N environments with ``action`` and records the transition. ``key`` is one key
-    (split here into one per environment) or already ``[N]`` keys, one per environment."""
+    (split here into one per environment) or already ``[N]`` keys, one per environment.
+
+    ``resets``: optionally ``presample_resets`` of those N keys, for an environment with the
+    standard auto-reset (``has_standard_step``); the step is then ``env.step``'s, with the
+    reset drawn beforehand."""
     num_envs = state.obs.shape[0]
     env_keys = key if key.shape == (num_envs,) else jax.random.split(key, num_envs)
-    obs, env_state, reward, terminated, truncated, info = jax.vmap(
-        env.step, in_axes=(0, 0, 0, None))(env_keys, state.env_state,
-                                           to_env_action(spec, action), env_params)
+    env_action = to_env_action(spec, action)
+    if resets is None:
+        obs, env_state, reward, terminated, truncated, info = jax.vmap(
+            env.step, in_axes=(0, 0, 0, None))(env_keys, state.env_state, env_action, env_params)
+    else:
+        obs, env_state, reward, terminated, truncated, info = jax.vmap(
+            functools.partial(step_presampled, env), in_axes=(0, 0, 0, None, 0))(
+                resets.key_step, state.env_state, env_action, env_params, resets.reset)
     reward = reward.astype(jnp.float32)
     episode_return = state.episode_return + reward
     episode_length = state.episode_length + 1
@@ -121,6 +130,47 @@ def step(key: PRNGKey, env, env_params, spec: ActionSpec, state: RolloutState, a
     return new_state, transition
 
 
+def has_standard_step(env) -> bool:
+    """Whether ``env.step`` is gymnax's ``Environment.step`` (``step_env``, then an auto-reset
+    drawn with the second half of the step key), which ``step_presampled`` reproduces."""
+    return type(env).step is Environment.step
+
+
+class Resets(NamedTuple):
+    """Per step key, what gymnax's ``Environment.step`` derives from it: the key passed to
+    ``step_env`` and the reset ``(obs, state)`` drawn with the other half."""
+
+    key_step: PRNGKey
+    reset: Any
+
+
+def presample_resets(keys: PRNGKey, env, env_params) -> Resets:
+    """``Resets`` for step keys of any shape, all drawn at once.
+
+    ``Environment.step`` draws a reset on every step and keeps it where the episode ended.
+    Inside a scan XLA fuses that draw (a counter-based hash) into each consumer, one copy per
+    state field and the observation, each compiled and run apart; drawn in bulk before the
+    scan, it is hashed once, vectorized, and compiled once."""
+    flat = keys.reshape(-1)
+    halves = jax.vmap(jax.random.split)(flat)                   # [M, 2]: (key_step, key_reset)
+    reset = jax.vmap(env.reset_env, in_axes=(0, None))(halves[:, 1], env_params)
+    unflat = lambda x: x.reshape(keys.shape + x.shape[1:])
+    return Resets(unflat(halves[:, 0]), jax.tree.map(unflat, reset))
+
+
+def step_presampled(env, key_step: PRNGKey, state, action, params, reset):
+    """gymnax's ``Environment.step`` with the auto-reset ``reset = env.reset_env(key_reset)``
+    given: (obs, state, reward, terminated, truncated, info)."""
+    obs_st, state_st, reward, terminated, info = env.step_env(key_step, state, action, params)
+    truncated = env.is_truncated(state_st, params)
+    done = jnp.logical_or(terminated, truncated)
+    obs_re, state_re = reset
+    state = jax.tree.map(lambda x, y: jax.lax.select(done, x, y), state_re, state_st)
+    obs = jax.tree.map(lambda r, s: jax.lax.select(done, r, s), obs_re, obs_st)
+    info = {**info, "terminated": terminated, "truncated": truncated, "final_observation": obs_st}
+    return obs, state, reward, terminated, truncated, info
+
+
 class _Env(NamedTuple):
     # The static pieces a rollout step needs, bundled so the scan body is a plain function.
     env: Any
@@ -129,10 +179,12 @@ class _Env(NamedTuple):
     policy: Policy
 
 
-def _rollout_step(ctx: _Env, state: RolloutState, keys: PRNGKey) -> tuple[RolloutState, Transition]:
-    # keys: [1 + N], the policy's then one per environment.
+def _rollout_step(ctx: _Env, state: RolloutState, xs: tuple[PRNGKey, Any]
+                  ) -> tuple[RolloutState, Transition]:
+    # keys: [1 + N], the policy's then one per environment; resets: presampled, or None.
+    keys, resets = xs
     action, extras = ctx.policy(keys[0], state.obs)
-    return step(keys[1:], ctx.env, ctx.env_params, ctx.spec, state, action, extras)
+    return step(keys[1:], ctx.env, ctx.env_params, ctx.spec, state, action, extras, resets)
 
 
 def rollout(key: PRNGKey, env, env_params, spec: ActionSpec, policy: Policy,
@@ -146,8 +198,11 @@ def rollout(key: PRNGKey, env, env_params, spec: ActionSpec, policy: Policy,
     # Every step's keys (the policy's and one per environment) in one split before the scan:
     # the hash runs once, vectorized, instead of twice per step inside the loop.
     num_envs = state.obs.shape[0]
-    return jax.lax.scan(lambda s, k: _rollout_step(ctx, s, k), state,
-                        jax.random.split(key, (num_steps, 1 + num_envs)))
+    keys = jax.random.split(key, (num_steps, 1 + num_envs))
+    # The auto-resets of all steps drawn at once, before the scan (``presample_resets``).
+    resets = (presample_resets(keys[:, 1:], env, env_params) if has_standard_step(env)
+              else None)
+    return jax.lax.scan(lambda s, x: _rollout_step(ctx, s, x), state, (keys, resets))
 
 
 def completed_episode_return(transitions: Transition) -> tuple[Array, Array]:
@@ -195,7 +250,7 @@ def evaluate(key: PRNGKey, env, env_params, spec: ActionSpec, act: Callable[[Arr
     # Each episode counts until its first end, so the auto-reset of ``env.step`` (a reset drawn
     # and selected on every step) is wasted work: step without it where the environment uses
     # gymnax's standard ``step`` (the same transition, reward, termination and time limit).
-    step = _step_no_reset if type(env).step is Environment.step else _step_with_reset
+    step = _step_no_reset if has_standard_step(env) else _step_with_reset
     # One key per episode, folded with the step index: one hash per step instead of two splits.
     episode_keys = jax.random.split(key, num_episodes)
 

@@ -151,3 +151,50 @@ def test_running_stats_match_batch_moments():
         stats = rollout.update_stats(stats, chunk)
     chex.assert_trees_all_close(stats.mean, jnp.mean(x, 0), atol=1e-3)
     chex.assert_trees_all_close(stats.var, jnp.var(x, 0), rtol=1e-3)
+
+
+def test_presampled_resets_reproduce_gymnax_step():
+    """``rollout`` draws the auto-resets of all steps before its scan (``presample_resets``);
+    stepping with them is gymnax's ``Environment.step``: the same terminations, truncations and
+    reset draws (exactly), the same observations and states up to float rounding. CartPole
+    (a 6-step time limit, so resets happen) and Pendulum (continuous)."""
+    for name, steps in [("CartPole-v1", 6), ("Pendulum-v1", 4)]:
+        env, params = gymnax.make(name)
+        params = params.replace(max_steps_in_episode=steps)
+        assert rollout.has_standard_step(env)
+        spec = rollout.action_spec(env, params)
+        keys = jax.random.split(jax.random.key(3), (15, 4))
+        resets = rollout.presample_resets(keys, env, params)
+        state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(jax.random.key(4), 4),
+                                                       params)[1]
+
+        def run(step_fn):
+            def body(s, xs):
+                t, k, r = xs
+                action = (jnp.full((4,), t % 2) if spec.discrete
+                          else jnp.full((4, 1), 0.5 * (t % 3) - 0.5))
+                out = step_fn(k, s, action, r)
+                return out[1], (out[0], out[2], out[3], out[4], out[5]["final_observation"])
+            return jax.lax.scan(body, state, (jnp.arange(15), keys, resets))
+
+        def gymnax_step(k, s, a, r):
+            return jax.vmap(env.step, in_axes=(0, 0, 0, None))(k, s, a, params)
+
+        def presampled(k, s, a, r):
+            return jax.vmap(functools.partial(rollout.step_presampled, env),
+                            in_axes=(0, 0, 0, None, 0))(r.key_step, s, a, params, r.reset)
+
+        s_ref, out_ref = jax.jit(run, static_argnums=0)(gymnax_step)
+        s_new, out_new = jax.jit(run, static_argnums=0)(presampled)
+        obs_ref, reward_ref, term_ref, trunc_ref, final_ref = out_ref
+        obs_new, reward_new, term_new, trunc_new, final_new = out_new
+        np.testing.assert_array_equal(term_new, term_ref)
+        np.testing.assert_array_equal(trunc_new, trunc_ref)
+        assert bool(jnp.any(trunc_ref))
+        np.testing.assert_allclose(obs_new, obs_ref, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(final_new, final_ref, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(reward_new, reward_ref, rtol=1e-5, atol=1e-5)
+        chex.assert_trees_all_close(s_new, s_ref, rtol=1e-5, atol=1e-5)
+        # Where an episode ended, the next observation is the presampled reset, bit for bit.
+        ended = term_ref | trunc_ref
+        np.testing.assert_array_equal(obs_new[ended], resets.reset[0][ended])
