@@ -16,6 +16,7 @@ import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
+import numpy as np
 import jax.numpy as jnp
 from gymnax.environments import spaces
 from gymnax.environments.environment import Environment
@@ -158,6 +159,15 @@ def presample_resets(keys: PRNGKey, env, env_params) -> Resets:
     return Resets(unflat(halves[:, 0]), jax.tree.map(unflat, reset))
 
 
+# At most this many bytes of presampled resets per rollout; past it, ``env.step`` draws each.
+PRESAMPLE_BYTES = 64 * 2 ** 20
+
+
+def _reset_bytes(env, env_params) -> int:
+    shapes = jax.eval_shape(env.reset_env, jax.random.key(0), env_params)
+    return sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(shapes))
+
+
 def step_presampled(env, key_step: PRNGKey, state, action, params, reset):
     """gymnax's ``Environment.step`` with the auto-reset ``reset = env.reset_env(key_reset)``
     given: (obs, state, reward, terminated, truncated, info)."""
@@ -199,9 +209,11 @@ def rollout(key: PRNGKey, env, env_params, spec: ActionSpec, policy: Policy,
     # the hash runs once, vectorized, instead of twice per step inside the loop.
     num_envs = state.obs.shape[0]
     keys = jax.random.split(key, (num_steps, 1 + num_envs))
-    # The auto-resets of all steps drawn at once, before the scan (``presample_resets``).
-    resets = (presample_resets(keys[:, 1:], env, env_params) if has_standard_step(env)
-              else None)
+    # The auto-resets of all steps drawn at once, before the scan (``presample_resets``), where
+    # they are small enough to keep: T · N resets of an image-like state could be large.
+    presample = (has_standard_step(env)
+                 and num_steps * num_envs * _reset_bytes(env, env_params) <= PRESAMPLE_BYTES)
+    resets = presample_resets(keys[:, 1:], env, env_params) if presample else None
     return jax.lax.scan(lambda s, x: _rollout_step(ctx, s, x), state, (keys, resets))
 
 

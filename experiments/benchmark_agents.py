@@ -9,7 +9,8 @@ greedy episodes at the end (as the rejax commands below do), but prints nothing.
 One seed runs under plain ``jax.jit`` (as PureJaxRL and rejax time a single seed), several under
 ``jax.jit(jax.vmap(...))``. The single seed is also compiled with XLA's backend (LLVM)
 optimization level 1 (``jax.jit(..., compiler_options=...)``): the same program and, on the CPU
-machines here, the same run time, in about 40% less compile time.
+machines here, about the same run time, in less compile time (15–40% in our runs; the rows say
+how much in yours).
 
 SAC: rejax's tuned Pendulum-v1 configuration (``experiments/configs/sac.py``, from
 ``../shared/peers/configs/rejax_pendulum.yaml``: one env, UTD 1, batch 256, 2×64 swish, buffer

@@ -198,3 +198,33 @@ def test_presampled_resets_reproduce_gymnax_step():
         # Where an episode ended, the next observation is the presampled reset, bit for bit.
         ended = term_ref | trunc_ref
         np.testing.assert_array_equal(obs_new[ended], resets.reset[0][ended])
+
+
+def test_rollout_presamples_resets_only_where_they_are_small(monkeypatch):
+    """Past ``PRESAMPLE_BYTES`` of resets per rollout, ``rollout`` lets ``env.step`` draw each
+    reset (the same transitions, up to float rounding)."""
+    env, params = gymnax.make("CartPole-v1")
+    params = params.replace(max_steps_in_episode=5)
+    spec = rollout.action_spec(env, params)
+    state = rollout.reset(jax.random.key(0), env, params, 3)
+
+    def policy(key, obs):
+        return jax.random.randint(key, (obs.shape[0],), 0, 2), jnp.zeros(obs.shape[0])
+
+    def run():
+        return jax.jit(functools.partial(rollout.rollout, env=env, env_params=params, spec=spec,
+                                         policy=policy, num_steps=12))(jax.random.key(1),
+                                                                       state=state)[1]
+
+    calls = []
+    original = rollout.presample_resets
+    monkeypatch.setattr(rollout, "presample_resets",
+                        lambda *a: calls.append(1) or original(*a))
+    small = run()
+    assert calls == [1]
+    monkeypatch.setattr(rollout, "PRESAMPLE_BYTES", 0)
+    large = run()
+    assert calls == [1]
+    np.testing.assert_array_equal(large.truncated, small.truncated)
+    np.testing.assert_array_equal(large.terminated, small.terminated)
+    np.testing.assert_allclose(large.obs, small.obs, rtol=1e-5, atol=1e-5)
