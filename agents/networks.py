@@ -146,8 +146,16 @@ class Network(nn.Module):
     XLA removes before compiling)."""
 
     @nn.nowrap
-    def init(self, rngs, *args, **kwargs):
-        variables = dict(super().init(rngs, *args, **kwargs))
+    def init_with_output(self, rngs, *args, method=None, **kwargs):
+        # flax's ``init`` calls this one. The output is computed again with the parameters
+        # returned: the network's kernels are drawn after flax's init.
+        _, variables = super().init_with_output(rngs, *args, method=method, **kwargs)
+        variables = self._orthogonalize(rngs, variables)
+        return self.apply(variables, *args, method=method), variables
+
+    @nn.nowrap
+    def _orthogonalize(self, rngs, variables):
+        variables = dict(variables)
         gains = variables.pop(_GAINS, None)
         if gains is None:
             return variables

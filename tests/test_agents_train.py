@@ -166,6 +166,11 @@ def test_network_init_draws_every_kernel_orthogonal_with_its_gain():
     assert float(jnp.max(jnp.abs(w0[:7] - w1))) > 0.1                        # not one draw twice
     for leaf in jax.tree.leaves(params):
         assert bool(jnp.all(jnp.isfinite(leaf)))
+    # init_with_output gives the same variables and the output of exactly those parameters.
+    out, variables = actor.init_with_output(jax.random.key(1), obs)
+    assert set(variables) == {"params"}
+    chex.assert_trees_all_equal(variables["params"], params)
+    chex.assert_trees_all_equal(out.logits, actor.apply(variables, obs).logits)
     # Under vmap over keys (twin critics, seeds) each key gets its own orthogonal kernels.
     stacked = jax.vmap(lambda k: critic.init(k, obs, jnp.zeros((2,))))(
         jax.random.split(jax.random.key(2), 2))["params"]["MLP_0"]["Dense_1"]["kernel"]
