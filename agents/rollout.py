@@ -111,9 +111,9 @@ def step(key: PRNGKey, env, env_params, spec: ActionSpec, state: RolloutState, a
     standard auto-reset (``has_standard_step``); the step is then ``env.step``'s, with the
     reset drawn beforehand."""
     num_envs = state.obs.shape[0]
-    env_keys = key if key.shape == (num_envs,) else jax.random.split(key, num_envs)
     env_action = to_env_action(spec, action)
     if resets is None:
+        env_keys = key if key.shape == (num_envs,) else jax.random.split(key, num_envs)
         obs, env_state, reward, terminated, truncated, info = jax.vmap(
             env.step, in_axes=(0, 0, 0, None))(env_keys, state.env_state, env_action, env_params)
     else:

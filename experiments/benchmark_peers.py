@@ -24,9 +24,10 @@ import sys
 import tempfile
 from typing import Callable
 
+import jax
 from absl import app, flags
 
-from experiments import _common
+from experiments import _common, benchmark_agents
 
 AGENTS = ("ppo", "sac")
 # The rejax commands the module docstring of experiments.benchmark_agents gives.
@@ -76,7 +77,6 @@ def parse_peer(result: dict) -> dict:
 
 def ours(agent: str) -> dict:
     """Our side of a round: ``experiments.benchmark_agents``' single-seed row."""
-    from experiments import benchmark_agents
     row = (benchmark_agents.time_ppo(1, repeats=3) if agent == "ppo"
            else benchmark_agents.time_sac(repeats=2))
     return {"env_steps_per_second": row["env_steps_per_second"], "compile_s": row["compile_s"],
@@ -124,7 +124,6 @@ def main(argv):
     except (PeerError, ValueError) as e:
         print(f"benchmark_peers: {e}", file=sys.stderr)
         sys.exit(2)
-    import jax
     result.update({"device": str(jax.devices()[0]), "jax": jax.__version__})
     print(f"{'agent':>5} {'ratio (median)':>15} {'range':>13} {'ours steps/s':>13} "
           f"{'rejax steps/s':>14} {'ours compile':>13} {'rejax compile':>14}")

@@ -105,7 +105,8 @@ def test_termination_stops_bootstrapping():
     chex.assert_trees_all_close(got, jnp.array([1.5, 1.0, 6.5, 11.0]))
 
 
-def test_cartpole_time_limit_is_truncation_with_final_observation():
+def _cartpole_rollout(num_steps: int = 12) -> rollout.Transition:
+    """Transitions of 3 CartPole environments with a 5-step time limit under a random policy."""
     env, params = gymnax.make("CartPole-v1")
     params = params.replace(max_steps_in_episode=5)
     spec = rollout.action_spec(env, params)
@@ -114,8 +115,13 @@ def test_cartpole_time_limit_is_truncation_with_final_observation():
     def policy(key, obs):
         return jax.random.randint(key, (obs.shape[0],), 0, 2), jnp.zeros(obs.shape[0])
 
-    _, tr = jax.jit(functools.partial(rollout.rollout, env=env, env_params=params, spec=spec,
-                                      policy=policy, num_steps=12))(jax.random.key(1), state=state)
+    return jax.jit(functools.partial(rollout.rollout, env=env, env_params=params, spec=spec,
+                                     policy=policy, num_steps=num_steps))(
+        jax.random.key(1), state=state)[1]
+
+
+def test_cartpole_time_limit_is_truncation_with_final_observation():
+    tr = _cartpole_rollout()
     done = tr.truncated | tr.terminated
     assert bool(jnp.any(tr.truncated))
     # Where the episode went on, next_obs is the next step's obs; where it was truncated it is
@@ -203,27 +209,14 @@ def test_presampled_resets_reproduce_gymnax_step():
 def test_rollout_presamples_resets_only_where_they_are_small(monkeypatch):
     """Past ``PRESAMPLE_BYTES`` of resets per rollout, ``rollout`` lets ``env.step`` draw each
     reset (the same transitions, up to float rounding)."""
-    env, params = gymnax.make("CartPole-v1")
-    params = params.replace(max_steps_in_episode=5)
-    spec = rollout.action_spec(env, params)
-    state = rollout.reset(jax.random.key(0), env, params, 3)
-
-    def policy(key, obs):
-        return jax.random.randint(key, (obs.shape[0],), 0, 2), jnp.zeros(obs.shape[0])
-
-    def run():
-        return jax.jit(functools.partial(rollout.rollout, env=env, env_params=params, spec=spec,
-                                         policy=policy, num_steps=12))(jax.random.key(1),
-                                                                       state=state)[1]
-
     calls = []
     original = rollout.presample_resets
     monkeypatch.setattr(rollout, "presample_resets",
                         lambda *a: calls.append(1) or original(*a))
-    small = run()
+    small = _cartpole_rollout()
     assert calls == [1]
     monkeypatch.setattr(rollout, "PRESAMPLE_BYTES", 0)
-    large = run()
+    large = _cartpole_rollout()
     assert calls == [1]
     np.testing.assert_array_equal(large.truncated, small.truncated)
     np.testing.assert_array_equal(large.terminated, small.terminated)
