@@ -8,9 +8,10 @@ greedy episodes at the end (as the rejax commands below do), but prints nothing.
 ``agents.prng_key`` (Philox). Steps per second count training env steps of all seeds together.
 One seed runs under plain ``jax.jit`` (as PureJaxRL and rejax time a single seed), several under
 ``jax.jit(jax.vmap(...))``. The single seed is also compiled with XLA's backend (LLVM)
-optimization level 1 (``jax.jit(..., compiler_options=...)``): the same program and, on the CPU
-machines here, about the same run time, in less compile time (15–40% in our runs; the rows say
-how much in yours).
+optimization level 1 (``compiler_options=...``): the same program and, on the CPU machines here,
+about the same run time, in less compile time (15–40% in our runs; the rows say how much in
+yours). Every program is compiled by ``agents.jit``, as ``experiments.train`` compiles it: on
+CPU with ``xla_cpu_prefer_vector_width=512`` (``agents/_jit.py``); each row records its options.
 
 SAC: rejax's tuned Pendulum-v1 configuration (``experiments/configs/sac.py``, from
 ``../shared/peers/configs/rejax_pendulum.yaml``: one env, UTD 1, batch 256, 2×64 swish, buffer
@@ -42,7 +43,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from agents import ppo, prng_key, sac
+from agents import compiler_options as agents_compiler_options, jit, ppo, prng_key, sac
 from experiments import _common
 from experiments.configs.sac import TUNED as SAC_TUNED
 
@@ -85,10 +86,10 @@ def time_sac(repeats: int = 2, config: sac.SACConfig = SAC_PENDULUM,
 def _time(agent: str, train, num_seeds: int, repeats: int, compiler_options: dict | None) -> dict:
     # One seed runs unbatched (as PureJaxRL and rejax time it); several are vmapped.
     if num_seeds == 1:
-        train = jax.jit(train, compiler_options=compiler_options)
+        train = jit(train, compiler_options=compiler_options)
         make_keys = lambda r: prng_key(r)
     else:
-        train = jax.jit(jax.vmap(train), compiler_options=compiler_options)
+        train = jit(jax.vmap(train), compiler_options=compiler_options)
         make_keys = lambda r: jax.random.split(prng_key(r), num_seeds)
     start = time.perf_counter()
     compiled = train.lower(make_keys(0)).compile()
@@ -103,7 +104,8 @@ def _time(agent: str, train, num_seeds: int, repeats: int, compiler_options: dic
     steps = int(np.asarray(out.metrics["env_steps"]).reshape(-1)[-1]) * num_seeds
     best = min(run_s)
     return {"agent": agent, "num_seeds": num_seeds,
-            "compiler_options": dict(compiler_options or {}), "compile_s": compile_s,
+            "compiler_options": agents_compiler_options(**(compiler_options or {})) or {},
+            "compile_s": compile_s,
             "run_s": run_s,
             "env_steps": steps, "env_steps_per_second": steps / best,
             "final_return_per_seed": final.tolist()}
@@ -119,7 +121,7 @@ def run_agents_suite(output_dir: str, seeds=SEEDS, repeats: int = 2) -> dict:
     print(f"{'agent':>5} {'seeds':>5} {'llvm O1':>7} {'compile s':>10} {'run s':>8} "
           f"{'env steps/s':>12} {'final return':>13}")
     for row in rows:
-        print(f"{row['agent']:>5} {row['num_seeds']:>5} {str(bool(row['compiler_options'])):>7} "
+        print(f"{row['agent']:>5} {row['num_seeds']:>5} {str('xla_backend_optimization_level' in row['compiler_options']):>7} "
               f"{row['compile_s']:>10.2f} {min(row['run_s']):>8.2f} "
               f"{row['env_steps_per_second']:>12,.0f} {np.mean(row['final_return_per_seed']):>13.1f}")
     print("rejax side by side: see this module's docstring (bench_rejax.py in ../shared/peers)")

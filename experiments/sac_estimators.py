@@ -52,7 +52,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import scipy.stats
 
-from agents import prng_key, sac
+from agents import jit, prng_key, sac
 from experiments import _common
 from experiments.configs import sac as sac_configs
 
@@ -122,7 +122,7 @@ def base_config(total_steps: int, **overrides) -> sac.SACConfig:
 def train_variant(config: sac.SACConfig, keys: jax.Array) -> dict:
     """Trains all seeds of one variant at once; metrics per seed and log, and the timings."""
     env, env_params = gymnax.make(ENV_ID)
-    train = jax.jit(jax.vmap(sac.make_train(config, env, env_params)))
+    train = jit(jax.vmap(sac.make_train(config, env, env_params)))
     start = time.perf_counter()
     compiled = train.lower(keys).compile()
     compile_s = time.perf_counter() - start
@@ -148,7 +148,7 @@ def time_updates(configs: dict, key: jax.Array, num_updates: int, rounds: int = 
             functools.partial(sac.warmup_step, a), s, jax.random.split(k, config.batch_size)))(
                 state, k_fill)
         # The whole final state is the output: returning less would let XLA drop the updates.
-        run = jax.jit(lambda s, k, a=agent: jax.lax.scan(
+        run = jit(lambda s, k, a=agent: jax.lax.scan(
             functools.partial(sac.update, a), s, jax.random.split(k, num_updates))[0])
         compiled = run.lower(state, k_run).compile()
         jax.block_until_ready(compiled(state, k_run))

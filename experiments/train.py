@@ -151,7 +151,7 @@ from absl import app, flags  # noqa: E402
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # noqa: E402
 from ml_collections import config_dict, config_flags  # noqa: E402
 
-from agents import _common as agents_common, _prng as agents_prng  # noqa: E402
+from agents import _common as agents_common, _jit as agents_jit, _prng as agents_prng  # noqa: E402
 from experiments import _common, configs  # noqa: E402
 
 MIN_EVAL_EPISODES = 32
@@ -442,7 +442,7 @@ class SeedTrainer:
             jax.vmap(lambda i: jax.random.fold_in(base, i))(np.arange(num_seeds))))
         self.key_data = jax.make_array_from_callback(data.shape, self.sharding,
                                                      lambda index: data[index])
-        self._init = jax.jit(self._batched(
+        self._init = agents_jit.jit(self._batched(
             lambda kd: stages.init(jax.random.wrap_key_data(kd, impl=self.key_impl))),
             out_shardings=self.sharding)
         self._finite = jax.jit(_finite_per_seed)
@@ -462,7 +462,7 @@ class SeedTrainer:
 
     def _run_fn(self, length: int):
         if length not in self._jitted:
-            self._jitted[length] = jax.jit(self._batched(
+            self._jitted[length] = agents_jit.jit(self._batched(
                 lambda carry, start: self.stages.run(carry, start, length), in_axes=(0, None)),
                 out_shardings=self.sharding)
         return self._jitted[length]

@@ -48,3 +48,30 @@ def test_run_peer_reads_the_peer_json(tmp_path):
     script.write_text("import sys; sys.exit(3)\n")
     with pytest.raises(benchmark_peers.PeerError, match="exit 3"):
         benchmark_peers.run_peer("sac", sys.executable, str(tmp_path))
+
+
+def test_peer_same_options_rows_and_xla_flags(tmp_path):
+    assert benchmark_peers.xla_flags({"xla_cpu_prefer_vector_width": 512, "xla_cpu_ftz": True}) \
+        == "--xla_cpu_prefer_vector_width=512 --xla_cpu_ftz=true"
+    # The stand-in peer is faster under the options it is given through XLA_FLAGS.
+    script = tmp_path / "bench_rejax.py"
+    script.write_text(
+        "import json, os, sys\n"
+        "tag = sys.argv[sys.argv.index('--tag') + 1]\n"
+        "fast = '--xla_cpu_prefer_vector_width=512' in os.environ.get('XLA_FLAGS', '')\n"
+        "runs = [{'run_s': 1.0, 'env_steps_per_s': 150.0 if fast else 100.0}]\n"
+        "json.dump({'trace_lower_s': 0.5, 'compile_s': 3.0, 'runs': runs},\n"
+        "          open(os.path.join(os.environ['PEERS_OUT'], tag + '.json'), 'w'))\n")
+    options = {"xla_cpu_prefer_vector_width": 512}
+    plain = lambda a: benchmark_peers.run_peer(a, sys.executable, str(tmp_path))
+    same = lambda a: benchmark_peers.run_peer(a, sys.executable, str(tmp_path), options)
+    assert plain("sac")["env_steps_per_second"] == 100.0
+    assert same("sac")["env_steps_per_second"] == 150.0
+    ours = lambda a: {"env_steps_per_second": 300.0, "compile_s": 5.0, "run_s": [1.0]}
+    result = benchmark_peers.side_by_side(2, agents=("sac",), ours_fn=ours, peer_fn=plain,
+                                          peer_same_fn=same)
+    sac = result["medians"]["sac"]
+    assert sac["speed_ratio"] == pytest.approx(3.0)
+    assert sac["same_options_ratio"] == pytest.approx(2.0)
+    assert sac["rejax_same_options_steps_per_s"] == 150.0
+    assert all("same_options_ratio" in row for row in result["rows"])
