@@ -255,13 +255,24 @@ def policy(nets: Networks, actor_params: Any, obs: Array):
     return gradest.TanhNormal(MEAN_BOUND * jnp.tanh(dist.loc / MEAN_BOUND), dist.scale)
 
 
+def per_critic(critic_params: Any, apply: Callable[[Any], Array]) -> Array:
+    """``[apply(φ_1), apply(φ_2)]`` for the twin critics' stacked parameters φ ``[2, ...]``.
+
+    The critics are applied one after the other rather than vmapped over φ: each layer is then a
+    plain matmul on a ``[batch, width]`` array, where the vmapped form interleaves the twin and
+    batch axes and XLA moves data between the two layouts at every layer (on CPU about 5% of a
+    SAC step, interleaved A/B runs). The values are the same."""
+    num = jax.tree.leaves(critic_params)[0].shape[0]
+    return jnp.stack([apply(jax.tree.map(lambda p: p[j], critic_params)) for j in range(num)])
+
+
 def twin_q(nets: Networks, critic_params: Any, obs: Array, action: Array) -> Array:
-    """[Q_1(s, a), Q_2(s, a)]: both critics in one call, vmapped over their stacked parameters.
+    """[Q_1(s, a), Q_2(s, a)]: both critics in one call (``per_critic``).
     A discrete action is a (possibly relaxed) one-hot vector y and Q(s, y) = ⟨Q(s, ·), y⟩."""
     if nets.spec.discrete:
-        q_all = jax.vmap(nets.critic.apply, in_axes=(0, None))(critic_params, obs)
+        q_all = per_critic(critic_params, lambda p: nets.critic.apply(p, obs))
         return jnp.sum(q_all * action, axis=-1)
-    return jax.vmap(nets.critic.apply, in_axes=(0, None, None))(critic_params, obs, action)
+    return per_critic(critic_params, lambda p: nets.critic.apply(p, obs, action))
 
 
 def policy_support(nets: Networks, key: PRNGKey, dist) -> tuple[Array, Array, Array]:
@@ -294,7 +305,7 @@ def batch_state_value(nets: Networks, key: PRNGKey, actor_params: Any, critic_pa
     if nets.spec.discrete:
         log_probs = jax.nn.log_softmax(dist.logits)                        # [n, A]
         weights = jnp.exp(log_probs)
-        q_all = jax.vmap(nets.critic.apply, in_axes=(0, None))(critic_params, obs)  # [2, n, A]
+        q_all = per_critic(critic_params, lambda p: nets.critic.apply(p, obs))  # [2, n, A]
         value = jnp.sum(weights * (jnp.min(q_all, axis=0) - alpha * log_probs), axis=-1)
         return value, -jnp.sum(weights * log_probs, axis=-1)
     action, log_prob = dist.sample_and_log_prob(seed=key)                  # [n, D], [n]
