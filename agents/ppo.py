@@ -88,7 +88,7 @@ def _epoch(ctx: _Ctx, batch: Batch, learner: _common.Learner, key) -> tuple[_com
     """One pass over the rollout in ``num_minibatches`` shuffled minibatches."""
     size = batch.value.shape[0]
     m = ctx.config.num_minibatches
-    perm = jax.random.permutation(key, size)
+    perm = _common.permutation(key, size)
     minibatches = jax.tree.map(lambda x: x[perm].reshape((m, size // m) + x.shape[1:]), batch)
     step = functools.partial(_common.gradient_step, ctx.opt, functools.partial(loss, ctx.setup, ctx.config))
     return jax.lax.scan(step, learner, minibatches)
