@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 NUM_SEEDS = 4
 
 
-def _train(agent, env_id, total_steps, **overrides):
+def _train(agent, env_id, total_steps, num_seeds=NUM_SEEDS, **overrides):
     entry = configs.REGISTRY[agent]
     config = entry.get_config(env_id)
     config.total_steps = total_steps
@@ -25,13 +25,18 @@ def _train(agent, env_id, total_steps, **overrides):
     for k, v in overrides.items():
         config[k] = v
     env, params = gymnax.make(env_id)
-    train = jax.jit(jax.vmap(entry.make_train(configs.build(entry, config), env, params)))
-    out = train(jax.random.split(agents.prng_key(42), NUM_SEEDS))
+    # Compiled as experiments.train compiles it (agents.jit).
+    train = agents.jit(jax.vmap(entry.make_train(configs.build(entry, config), env, params)))
+    out = train(jax.random.split(agents.prng_key(42), num_seeds))
     return jax.tree.map(np.asarray, out.metrics)
 
 
 def test_ppo_solves_cartpole_in_100k_steps():
-    metrics = _train("ppo", "CartPole-v1", 100_000)
+    # 8 seeds, as the target: a few seeds in 100 are still far from 500 at 10⁵ steps (80 seeds
+    # of the tuned config through experiments.train: mean 495.2, 2 below 450, the lowest 349;
+    # key 42 under plain jax.jit has 2 in 8, at 192 and 317), and with 4 seeds one such seed
+    # alone pulls the mean under 450.
+    metrics = _train("ppo", "CartPole-v1", 100_000, num_seeds=8)
     assert metrics["eval_return"][:, -1].mean() >= 450.0
 
 
