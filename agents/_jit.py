@@ -37,7 +37,10 @@ def compiler_options(backend: str | None = None, **overrides: Any) -> dict[str, 
     return options or None
 
 
+_options_for_backend = compiler_options  # ``jit``'s keyword argument shadows the name
+
+
 def jit(fn: Callable, *, compiler_options: dict[str, Any] | None = None, **jit_kwargs: Any):
     """``jax.jit(fn, **jit_kwargs)`` with ``compiler_options()`` (updated by the given ones)."""
-    options = globals()["compiler_options"](**(compiler_options or {}))
-    return jax.jit(fn, compiler_options=options, **jit_kwargs)
+    return jax.jit(fn, compiler_options=_options_for_backend(**(compiler_options or {})),
+                   **jit_kwargs)

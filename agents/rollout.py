@@ -16,8 +16,8 @@ import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
-import numpy as np
 import jax.numpy as jnp
+import numpy as np
 from gymnax.environments import spaces
 from gymnax.environments.environment import Environment
 

@@ -121,7 +121,8 @@ def run_agents_suite(output_dir: str, seeds=SEEDS, repeats: int = 2) -> dict:
     print(f"{'agent':>5} {'seeds':>5} {'llvm O1':>7} {'compile s':>10} {'run s':>8} "
           f"{'env steps/s':>12} {'final return':>13}")
     for row in rows:
-        print(f"{row['agent']:>5} {row['num_seeds']:>5} {str('xla_backend_optimization_level' in row['compiler_options']):>7} "
+        llvm_o1 = "xla_backend_optimization_level" in row["compiler_options"]
+        print(f"{row['agent']:>5} {row['num_seeds']:>5} {str(llvm_o1):>7} "
               f"{row['compile_s']:>10.2f} {min(row['run_s']):>8.2f} "
               f"{row['env_steps_per_second']:>12,.0f} {np.mean(row['final_return_per_seed']):>13.1f}")
     print("rejax side by side: see this module's docstring (bench_rejax.py in ../shared/peers)")

@@ -72,8 +72,9 @@ def run_peer(agent: str, peer_python: str, peer_dir: str, options: dict | None =
     if options:
         env["XLA_FLAGS"] = " ".join(filter(None, [env.get("XLA_FLAGS"), xla_flags(options)]))
     with tempfile.TemporaryDirectory() as out:
-        proc = subprocess.run([python, script] + PEER_ARGS[agent], cwd=peer_dir,
-                              env={**env, "PEERS_OUT": out}, capture_output=True, text=True)
+        env["PEERS_OUT"] = out
+        proc = subprocess.run([python, script] + PEER_ARGS[agent], cwd=peer_dir, env=env,
+                              capture_output=True, text=True)
         if proc.returncode != 0:
             raise PeerError(f"rejax {agent} failed (exit {proc.returncode}): "
                             f"{proc.stderr.strip().splitlines()[-1:] or ''}")

@@ -12,6 +12,7 @@ import pytest
 
 import agents
 from agents import sac
+from agents import _jit
 from agents._jit import CPU_COMPILER_OPTIONS
 
 
@@ -26,11 +27,15 @@ def test_options_per_backend_and_overrides():
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the options are CPU options")
-def test_jit_passes_the_options_to_xla():
-    # An unknown option is refused by XLA at compile time: proof that the options reach it.
+def test_jit_passes_the_default_and_given_options_to_xla(monkeypatch):
+    # XLA refuses an unknown option at compile time: proof that each kind of option reaches it.
     f = agents.jit(lambda x: x + 1, compiler_options={"xla_cpu_no_such_option": 1})
     with pytest.raises(Exception, match="xla_cpu_no_such_option"):
         f.lower(1.0).compile()
+    agents.jit(lambda x: x + 1).lower(1.0).compile()  # the real defaults compile
+    monkeypatch.setitem(_jit.CPU_COMPILER_OPTIONS, "xla_cpu_no_such_default", 1)
+    with pytest.raises(Exception, match="xla_cpu_no_such_default"):
+        agents.jit(lambda x: x + 2).lower(1.0).compile()
 
 
 def test_elementwise_matmul_and_sums_are_bitwise_those_of_jax_jit():
