@@ -1,23 +1,32 @@
 """Functional RL agents on gymnax built on gradest's estimators (DESIGN.md §4).
 
-Every agent exposes ``make_train(config, env, env_params) -> train(key, config=config)``, pure and
-built from ``lax.scan``, so ``jax.jit(jax.vmap(train))(keys)`` trains many seeds at once;
-``stack_configs`` batches configs that differ in traced hyperparameters for the same ``vmap``.
-``agents.jit`` is ``jax.jit`` with the compiler options the experiments build agents with
-(``agents._jit``).
+Every agent is a ``loop.Agent`` (init, update, evaluate, actor-gradient diagnostics) run by the
+one loop of ``agents.loop``, and exposes ``make_stages(config, env, env_params, ...)`` (the run as
+resumable ``loop.Stages``) and ``make_train(config, env, env_params, ...) -> train(key,
+config=config)``, pure and built from ``lax.scan``, so ``jax.jit(jax.vmap(train))(keys)`` trains
+many seeds at once; ``stack_configs`` batches configs that differ in traced hyperparameters for
+the same ``vmap``. SAC also takes its actor's ``gradest.GradientEstimator`` and baseline as
+values. ``agents.jit`` is ``jax.jit`` with the compiler options the experiments build agents
+with (``agents._jit``).
 """
 
-from agents import actor_critic, networks, ppo, reinforce, returns, rollout
+from agents import (actor_critic, config, diagnostics, loop, losses, networks, on_policy, optim,
+                    ppo, reinforce, replay, returns, rollout, sac)
 from agents._jit import compiler_options, jit
-from agents._common import (CommonConfig, TrainOutput, policy_gradient_loss, prng_key,
-                            stack_configs)
+from agents._prng import KEY_IMPL, prng_key
 from agents.actor_critic import ActorCriticConfig
+from agents.config import CommonConfig, stack_configs
+from agents.loop import Agent, Stages, TrainOutput, finish_metrics
+from agents.losses import policy_gradient_loss
 from agents.ppo import PPOConfig
 from agents.reinforce import ReinforceConfig
+from agents.sac import SACConfig
 
 __all__ = [
-    "actor_critic", "networks", "ppo", "reinforce", "returns", "rollout",
-    "compiler_options", "jit", "CommonConfig", "TrainOutput", "policy_gradient_loss", "prng_key",
-    "stack_configs",
-    "ActorCriticConfig", "PPOConfig", "ReinforceConfig",
+    "actor_critic", "config", "diagnostics", "loop", "losses", "networks", "on_policy", "optim",
+    "ppo", "reinforce", "replay", "returns", "rollout", "sac",
+    "compiler_options", "jit", "KEY_IMPL", "prng_key",
+    "Agent", "Stages", "TrainOutput", "finish_metrics", "CommonConfig", "stack_configs",
+    "policy_gradient_loss",
+    "ActorCriticConfig", "PPOConfig", "ReinforceConfig", "SACConfig",
 ]

@@ -21,8 +21,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from agents import _common, returns as returns_lib, rollout as rollout_lib
-from agents._common import AgentState, CommonConfig, PolicyBatch, Setup, static
+from agents import loop, losses, on_policy, optim, returns as returns_lib, rollout as rollout_lib
+from agents.config import CommonConfig, static
+from agents.diagnostics import DiagInput, PolicyBatch
+from agents.on_policy import AgentState, Setup
 
 Array = jax.Array
 sg = jax.lax.stop_gradient
@@ -63,7 +65,7 @@ def td_errors(setup: Setup, config: ActorCriticConfig, critic_params, batch: Bat
 def advantages(config: ActorCriticConfig, values: Array, targets: Array) -> Array:
     delta = sg(targets - values)
     if config.normalize_advantages:
-        delta = _common.standardize(delta)
+        delta = losses.standardize(delta)
     return delta
 
 
@@ -72,7 +74,7 @@ def loss(setup: Setup, config: ActorCriticConfig, params, batch: Batch) -> tuple
     values, targets = td_errors(setup, config, params["critic"], batch)
     adv = advantages(config, values, targets)
     dist = setup.actor.apply(params["actor"], batch.obs)
-    actor_losses, _ = jax.vmap(_common.policy_gradient_loss)(dist.log_prob(batch.action),
+    actor_losses, _ = jax.vmap(losses.policy_gradient_loss)(dist.log_prob(batch.action),
                                                             batch.log_prob, adv)
     a_loss = jnp.mean(actor_losses)
     v_loss = 0.5 * jnp.mean((targets - values) ** 2)
@@ -83,10 +85,10 @@ def loss(setup: Setup, config: ActorCriticConfig, params, batch: Batch) -> tuple
 
 def make_batch(config: ActorCriticConfig, stats: rollout_lib.RunningStats,
                transitions: rollout_lib.Transition) -> Batch:
-    flat = _common.flatten
-    return Batch(flat(_common.observe(config, stats, transitions.obs)), flat(transitions.action),
+    flat = on_policy.flatten
+    return Batch(flat(on_policy.observe(config, stats, transitions.obs)), flat(transitions.action),
                  flat(transitions.extras), flat(transitions.reward) * config.reward_scale,
-                 flat(_common.observe(config, stats, transitions.next_obs)),
+                 flat(on_policy.observe(config, stats, transitions.next_obs)),
                  flat(transitions.terminated))
 
 
@@ -99,36 +101,36 @@ class _Ctx(NamedTuple):
 def update(ctx: _Ctx, state: AgentState, key) -> tuple[AgentState, dict]:
     """One rollout and one gradient step."""
     setup, config = ctx.setup, ctx.config
-    policy = functools.partial(_common.act, setup, config, state.params["actor"], state.obs_stats)
-    env, transitions = rollout_lib.rollout(key, setup.env, setup.env_params, setup.spec, policy,
-                                           state.env, config.num_steps)
+    env, transitions = on_policy.rollout(setup, config, state, key)
     batch = make_batch(config, state.obs_stats, transitions)
-    learner, metrics = _common.gradient_step(ctx.opt, functools.partial(loss, setup, config),
-                                             _common.Learner(state.params, state.opt_state), batch)
+    learner, metrics = optim.gradient_step(ctx.opt, functools.partial(loss, setup, config),
+                                           optim.Learner(state.params, state.opt_state), batch)
     # Diagnostics on the raw TD errors δ = (r + γ V(s')) − V(s), whose baseline is V(s).
     values, targets = td_errors(setup, config, state.params["critic"], batch)
-    diag = _common.DiagInput(state.params["actor"], PolicyBatch(
+    diag = DiagInput(state.params["actor"], PolicyBatch(
         batch.obs, batch.action, batch.log_prob, targets - values), values)
     state = AgentState(learner.params, learner.opt_state, env,
-                       _common.updated_stats(config, state.obs_stats, transitions.obs), diag,
+                       on_policy.updated_stats(config, state.obs_stats, transitions.obs), diag,
                        state.extra)
-    metrics.update(_common.episode_metrics(transitions))
+    metrics.update(on_policy.episode_metrics(transitions))
     return state, metrics
 
 
-def make_stages(config: ActorCriticConfig, env, env_params) -> _common.Stages:
-    """Actor-critic on ``env`` as resumable ``_common.Stages``."""
-    _common.check_config(config)
-    setup = _common.make_setup(config, env, env_params)
-    sizes = _common.loop_sizes(config)
+def make_agent(config: ActorCriticConfig, env, env_params) -> loop.Agent:
+    """Actor-critic on ``env`` as a ``loop.Agent``."""
+    on_policy.check_config(config)
+    setup = on_policy.make_setup(config, env, env_params)
+    num_steps = on_policy.sizes(config).num_updates
+    opt = on_policy.make_optimizer(config, num_steps)
+    return on_policy.make_agent("actor_critic", setup, config, opt,
+                                functools.partial(update, _Ctx(setup, config, opt)))
 
-    def build(train_config: ActorCriticConfig):
-        opt = _common.make_optimizer(train_config, sizes.num_updates)
-        return opt, None, functools.partial(update, _Ctx(setup, train_config, opt))
 
-    return _common.on_policy_stages("actor_critic", setup, config, build)
+def make_stages(config: ActorCriticConfig, env, env_params) -> loop.Stages:
+    """Actor-critic on ``env`` as resumable ``loop.Stages``."""
+    return loop.make_stages(functools.partial(make_agent, env=env, env_params=env_params), config)
 
 
 def make_train(config: ActorCriticConfig, env, env_params):
     """``train(key, config=config) -> TrainOutput`` for actor-critic on ``env``."""
-    return _common.train_from_stages(make_stages(config, env, env_params))
+    return loop.make_train(make_stages(config, env, env_params))

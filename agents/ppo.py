@@ -25,8 +25,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from agents import _common, returns as returns_lib, rollout as rollout_lib
-from agents._common import AgentState, CommonConfig, PolicyBatch, Setup, static
+from agents import loop, losses, on_policy, optim, returns as returns_lib, rollout as rollout_lib
+from agents.config import CommonConfig, static
+from agents.diagnostics import DiagInput, PolicyBatch
+from agents.on_policy import AgentState, Setup
 
 Array = jax.Array
 
@@ -64,8 +66,8 @@ def loss(setup: Setup, config: PPOConfig, params, batch: Batch) -> tuple[Array, 
     """PPO's loss on a minibatch and its metrics (per-sample losses, vmapped)."""
     pb = batch.policy
     dist = setup.actor.apply(params["actor"], pb.obs)
-    advantage = _common.standardize(pb.advantage) if config.normalize_advantages else pb.advantage
-    actor_losses, lr_stats = jax.vmap(_common.policy_gradient_loss, in_axes=(0, 0, 0, None))(
+    advantage = losses.standardize(pb.advantage) if config.normalize_advantages else pb.advantage
+    actor_losses, lr_stats = jax.vmap(losses.policy_gradient_loss, in_axes=(0, 0, 0, None))(
         dist.log_prob(pb.action), pb.log_prob, advantage, config.clip_epsilon)
     values = setup.critic.apply(params["critic"], pb.obs)
     value_losses = jax.vmap(value_loss, in_axes=(0, 0, 0, None))(
@@ -84,21 +86,22 @@ class _Ctx(NamedTuple):
     opt: Any
 
 
-def _epoch(ctx: _Ctx, batch: Batch, learner: _common.Learner, key) -> tuple[_common.Learner, dict]:
+def _epoch(ctx: _Ctx, batch: Batch, learner: optim.Learner, key) -> tuple[optim.Learner, dict]:
     """One pass over the rollout in ``num_minibatches`` shuffled minibatches."""
     size = batch.value.shape[0]
     m = ctx.config.num_minibatches
-    perm = _common.permutation(key, size)
+    perm = jax.random.permutation(key, size)
     minibatches = jax.tree.map(lambda x: x[perm].reshape((m, size // m) + x.shape[1:]), batch)
-    step = functools.partial(_common.gradient_step, ctx.opt, functools.partial(loss, ctx.setup, ctx.config))
+    step = functools.partial(optim.gradient_step, ctx.opt,
+                             functools.partial(loss, ctx.setup, ctx.config))
     return jax.lax.scan(step, learner, minibatches)
 
 
 def make_batch(setup: Setup, config: PPOConfig, params, stats: rollout_lib.RunningStats,
                transitions: rollout_lib.Transition) -> Batch:
     """Values, GAE advantages and λ-return targets of a rollout ``[T, N]``, flattened."""
-    obs = _common.observe(config, stats, transitions.obs)
-    next_obs = _common.observe(config, stats, transitions.next_obs)
+    obs = on_policy.observe(config, stats, transitions.obs)
+    next_obs = on_policy.observe(config, stats, transitions.next_obs)
     # V(s) and V of the pre-reset observation (the bootstrap value at a truncation) in one
     # critic pass over both [T, N] stacks.
     values, next_values = setup.critic.apply(params["critic"], jnp.stack([obs, next_obs]))
@@ -106,7 +109,7 @@ def make_batch(setup: Setup, config: PPOConfig, params, stats: rollout_lib.Runni
                                    out_axes=1)(
         transitions.reward * config.reward_scale, values, next_values, transitions.terminated,
         transitions.truncated, config.gamma, config.gae_lambda)
-    flat = _common.flatten
+    flat = on_policy.flatten
     policy = PolicyBatch(flat(obs), flat(transitions.action), flat(transitions.extras),
                          flat(advantages))
     return Batch(policy, flat(values), flat(targets))
@@ -116,42 +119,41 @@ def update(ctx: _Ctx, state: AgentState, key) -> tuple[AgentState, dict]:
     """One rollout, then ``num_epochs`` × ``num_minibatches`` gradient steps on it."""
     setup, config = ctx.setup, ctx.config
     key_rollout, key_epochs = jax.random.split(key)
-    policy = functools.partial(_common.act, setup, config, state.params["actor"], state.obs_stats)
-    env, transitions = rollout_lib.rollout(key_rollout, setup.env, setup.env_params, setup.spec,
-                                           policy, state.env, config.num_steps)
+    env, transitions = on_policy.rollout(setup, config, state, key_rollout)
     batch = make_batch(setup, config, state.params, state.obs_stats, transitions)
     learner, metrics = jax.lax.scan(functools.partial(_epoch, ctx, batch),
-                                    _common.Learner(state.params, state.opt_state),
+                                    optim.Learner(state.params, state.opt_state),
                                     jax.random.split(key_epochs, config.num_epochs))
     state = AgentState(learner.params, learner.opt_state, env,
-                       _common.updated_stats(config, state.obs_stats, transitions.obs),
+                       on_policy.updated_stats(config, state.obs_stats, transitions.obs),
                        # Diagnostics on the raw GAE advantages, whose baseline is V(s).
-                       _common.DiagInput(state.params["actor"], batch.policy, batch.value),
+                       DiagInput(state.params["actor"], batch.policy, batch.value),
                        state.extra)
     metrics = {k: jnp.mean(v) for k, v in metrics.items()}
-    metrics.update(_common.episode_metrics(transitions))
+    metrics.update(on_policy.episode_metrics(transitions))
     return state, metrics
 
 
-def make_stages(config: PPOConfig, env, env_params) -> _common.Stages:
-    """PPO on ``env`` as resumable ``_common.Stages`` (init, run log intervals, output)."""
-    _common.check_config(config)
+def make_agent(config: PPOConfig, env, env_params) -> loop.Agent:
+    """PPO on ``env`` as a ``loop.Agent``; ``ValueError`` for sizes that do not fit together."""
+    on_policy.check_config(config)
     batch_size = config.num_envs * config.num_steps
     if batch_size % config.num_minibatches:
         raise ValueError(f"num_envs · num_steps = {batch_size} is not divisible by "
                          f"num_minibatches = {config.num_minibatches}")
-    setup = _common.make_setup(config, env, env_params)
-    sizes = _common.loop_sizes(config)
+    setup = on_policy.make_setup(config, env, env_params)
+    num_steps = on_policy.sizes(config).num_updates * config.num_epochs * config.num_minibatches
+    opt = on_policy.make_optimizer(config, num_steps)
+    return on_policy.make_agent("ppo", setup, config, opt,
+                                functools.partial(update, _Ctx(setup, config, opt)))
 
-    def build(train_config: PPOConfig):
-        opt = _common.make_optimizer(
-            train_config, sizes.num_updates * config.num_epochs * config.num_minibatches)
-        return opt, None, functools.partial(update, _Ctx(setup, train_config, opt))
 
-    return _common.on_policy_stages("ppo", setup, config, build)
+def make_stages(config: PPOConfig, env, env_params) -> loop.Stages:
+    """PPO on ``env`` as resumable ``loop.Stages`` (init, run log intervals, output)."""
+    return loop.make_stages(functools.partial(make_agent, env=env, env_params=env_params), config)
 
 
 def make_train(config: PPOConfig, env, env_params):
     """``train(key, config=config) -> TrainOutput`` for PPO on ``env``; jit/vmap it over keys
     (and over configs that differ in traced fields only)."""
-    return _common.train_from_stages(make_stages(config, env, env_params))
+    return loop.make_train(make_stages(config, env, env_params))

@@ -32,8 +32,11 @@ import jax.numpy as jnp
 from flax import struct
 
 import gradest
-from agents import _common, returns as returns_lib, rollout as rollout_lib
-from agents._common import AgentState, CommonConfig, PolicyBatch, Setup, static
+from agents import loop, losses, on_policy, optim, returns as returns_lib, rollout as rollout_lib
+from agents.config import CommonConfig, static
+from agents.diagnostics import DiagInput, PolicyBatch
+from agents.losses import masked_mean
+from agents.on_policy import AgentState, Setup
 
 Array = jax.Array
 sg = jax.lax.stop_gradient
@@ -71,10 +74,6 @@ def reward_to_go(config: ReinforceConfig, transitions: rollout_lib.Transition) -
     return returns, mask
 
 
-def masked_mean(x: Array, mask: Array) -> Array:
-    return jnp.sum(jnp.where(mask, x, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
-
-
 class _Ctx(NamedTuple):
     setup: Setup
     config: ReinforceConfig
@@ -94,7 +93,7 @@ def loss(ctx: _Ctx, params, baseline_state, batch: Batch) -> tuple[Array, dict]:
     """−mean (R − b) ∇log π over complete samples − c_e H[π] (+ c_v ½ mean (V − R)²)."""
     dist = ctx.setup.actor.apply(params["actor"], batch.obs)
     advantage = batch.returns - baseline_values(ctx, params["critic"], baseline_state, batch)
-    actor_losses, _ = jax.vmap(_common.policy_gradient_loss)(dist.log_prob(batch.action),
+    actor_losses, _ = jax.vmap(losses.policy_gradient_loss)(dist.log_prob(batch.action),
                                                             batch.log_prob, advantage)
     a_loss = masked_mean(actor_losses, batch.mask)
     entropy = jnp.mean(dist.entropy())
@@ -111,15 +110,13 @@ def loss(ctx: _Ctx, params, baseline_state, batch: Batch) -> tuple[Array, dict]:
 def update(ctx: _Ctx, state: AgentState, key) -> tuple[AgentState, dict]:
     """One rollout, one gradient step, and the baseline's update with this batch's returns."""
     setup, config = ctx.setup, ctx.config
-    policy = functools.partial(_common.act, setup, config, state.params["actor"], state.obs_stats)
-    env, transitions = rollout_lib.rollout(key, setup.env, setup.env_params, setup.spec, policy,
-                                           state.env, config.num_steps)
+    env, transitions = on_policy.rollout(setup, config, state, key)
     returns, mask = reward_to_go(config, transitions)
-    flat = _common.flatten
-    batch = Batch(flat(_common.observe(config, state.obs_stats, transitions.obs)),
+    flat = on_policy.flatten
+    batch = Batch(flat(on_policy.observe(config, state.obs_stats, transitions.obs)),
                   flat(transitions.action), flat(transitions.extras), flat(returns), flat(mask))
-    learner, metrics = _common.gradient_step(
-        ctx.opt, functools.partial(loss, ctx), _common.Learner(state.params, state.opt_state),
+    learner, metrics = optim.gradient_step(
+        ctx.opt, functools.partial(loss, ctx), optim.Learner(state.params, state.opt_state),
         state.extra, batch)
     # The moving average sees only complete returns: masked entries are filled with the mean of
     # the complete ones, which leaves the batch mean that the baseline averages unchanged.
@@ -130,34 +127,36 @@ def update(ctx: _Ctx, state: AgentState, key) -> tuple[AgentState, dict]:
     # and the others are reweighted by B / #complete.
     weight = batch.mask / jnp.maximum(jnp.mean(batch.mask), 1.0 / batch.mask.size)
     b = baseline_values(ctx, state.params["critic"], state.extra, batch)
-    diag = _common.DiagInput(state.params["actor"], PolicyBatch(
+    diag = DiagInput(state.params["actor"], PolicyBatch(
         batch.obs, batch.action, batch.log_prob, weight * (batch.returns - b)), weight * b)
     state = AgentState(learner.params, learner.opt_state, env,
-                       _common.updated_stats(config, state.obs_stats, transitions.obs), diag,
+                       on_policy.updated_stats(config, state.obs_stats, transitions.obs), diag,
                        baseline_state)
-    metrics.update(_common.episode_metrics(transitions))
+    metrics.update(on_policy.episode_metrics(transitions))
     metrics["complete_fraction"] = jnp.mean(batch.mask)
     return state, metrics
 
 
-def make_stages(config: ReinforceConfig, env, env_params) -> _common.Stages:
-    """REINFORCE on ``env`` as resumable ``_common.Stages``."""
-    _common.check_config(config)
+def make_agent(config: ReinforceConfig, env, env_params) -> loop.Agent:
+    """REINFORCE on ``env`` as a ``loop.Agent``."""
+    on_policy.check_config(config)
     if config.baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}, got {config.baseline!r}")
-    setup = _common.make_setup(config, env, env_params)
-    sizes = _common.loop_sizes(config)
+    setup = on_policy.make_setup(config, env, env_params)
     baseline = (gradest.baselines.moving_average(config.baseline_decay)
                 if config.baseline == "moving_average" else gradest.baselines.none())
+    num_steps = on_policy.sizes(config).num_updates
+    opt = on_policy.make_optimizer(config, num_steps)
+    return on_policy.make_agent("reinforce", setup, config, opt,
+                                functools.partial(update, _Ctx(setup, config, opt, baseline)),
+                                baseline.init())
 
-    def build(train_config: ReinforceConfig):
-        opt = _common.make_optimizer(train_config, sizes.num_updates)
-        return opt, baseline.init(), functools.partial(
-            update, _Ctx(setup, train_config, opt, baseline))
 
-    return _common.on_policy_stages("reinforce", setup, config, build)
+def make_stages(config: ReinforceConfig, env, env_params) -> loop.Stages:
+    """REINFORCE on ``env`` as resumable ``loop.Stages``."""
+    return loop.make_stages(functools.partial(make_agent, env=env, env_params=env_params), config)
 
 
 def make_train(config: ReinforceConfig, env, env_params):
     """``train(key, config=config) -> TrainOutput`` for REINFORCE on ``env``."""
-    return _common.train_from_stages(make_stages(config, env, env_params))
+    return loop.make_train(make_stages(config, env, env_params))

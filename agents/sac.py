@@ -11,26 +11,29 @@ The pieces, each a small pure function below (seed 000, "double Q-trick"; seed 0
 * soft value      V(s) = E_{a~π}[min_j Q̄_j(s, a) − α log π(a|s)]          (``soft_value``)
                   by one reparameterized sample (continuous) or exactly over actions (discrete);
 * critic target   y = r + γ (1 − terminated) V(s'),  s' the *pre-reset* observation, so a time
-                  limit (truncation) is bootstrapped and only a termination stops  (``td_target``);
-* critic loss     Σ_j ½ (Q_j(s, a) − sg(y))², twin Q in one vmapped network (``critic_loss``);
+                  limit (truncation) is bootstrapped and only a termination stops
+                  (``returns.td_target``);
+* critic loss     Σ_j ½ (Q_j(s, a) − sg(y))², twin Q vmapped over stacked parameters
+                  (``critic_loss``);
 * actor           min_θ E_s E_{a~πθ(·|s)}[f_θ(s, a)],  f_θ(s, a) = α log πθ(a|s) − min_j Q_j(s, a),
-                  its gradient taken by the configured gradest estimator: pathwise (seed 000),
-                  score function (seed 002: ∇ = E[∇log π (log π − Q/α + 1)] up to the factor α,
-                  the +1 being the direct term ∇θ α log πθ), zeroth order in action space,
-                  Gumbel-Softmax / straight-through (seed 001) or the exact sum over actions;
-* baseline        for the score function, any b(s) free of a leaves the gradient's mean unchanged
-                  (seed 002). We pass f − b(s) with b(s) = −V̂(s), V̂ learned (``"value"``) or
-                  estimated from K fresh actions (``"mc_value"``), or the gradest leave-one-out
-                  baseline over K actions per state. Subtracting a constant from f changes no other
-                  estimator, so the agent stays free of estimator-specific code;
+                  its gradient taken by the gradest estimator passed to ``make_train``: pathwise
+                  (seed 000), score function (seed 002: ∇ = E[∇log π (log π − Q/α + 1)] up to the
+                  factor α, the +1 being the direct term ∇θ α log πθ), zeroth order in action
+                  space, Gumbel-Softmax / straight-through (seed 001), exact enumeration over
+                  discrete actions, or one of the caller's own;
+* baseline        any b(s) free of a leaves the gradient's mean unchanged (seed 002): f − b(s) is
+                  passed to the estimator, b a ``Baseline`` value (``no_baseline``,
+                  ``learned_value``: b = −V̂(s) with V̂ regressed on the soft value,
+                  ``monte_carlo_value``: V̂ from K fresh actions). It matters to the score
+                  function only; a constant shift changes no other estimator's gradient, so the
+                  agent holds no estimator-specific code;
 * temperature     min_{log α} log α · sg(H(π(·|s)) − H̄): α grows while the entropy is below the
                   target H̄ (default −|A|, or 0.98 log|A| for discrete actions)  (``alpha_loss``);
-* targets         φ̄ ← ρ φ̄ + (1 − ρ) φ (Polyak averaging, ρ = ``polyak``).
+* targets         φ̄ ← ρ φ̄ + (1 − ρ) φ (Polyak averaging, ρ = ``polyak``, ``optax``).
 
-Training is one pure function: ``make_train(config, env, env_params) -> train(key)``; a warm-up
-scan with uniform random actions, then an outer ``lax.scan`` over log intervals (evaluation,
-actor-gradient diagnostics and progress once per interval) around an inner scan over environment
-steps, each followed by ``updates_per_step`` gradient steps.
+SAC runs in the shared loop (``agents.loop``): ``init`` fills the replay buffer with uniform
+random actions (the warm-up), and each ``update`` steps the environments once and takes
+``updates_per_step`` gradient steps (``learn``).
 """
 
 from __future__ import annotations
@@ -45,28 +48,23 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
-from jax._src import core as jax_core
 from flax import struct
 
 import gradest
-from gradest import baselines as gradest_baselines
-from agents import _common, networks, replay, rollout
-from agents._common import static
+from agents import loop, networks, optim, replay, returns, rollout
+from agents.config import static
 
 Array = jax.Array
 PRNGKey = jax.Array
 sg = jax.lax.stop_gradient
-
-ESTIMATORS = ("pathwise", "score_function", "zeroth_order", "gumbel_softmax", "straight_through",
-              "exact")
-BASELINES = ("none", "value", "mc_value", "leave_one_out")
 
 
 @struct.dataclass
 class SACConfig:
     """SAC hyperparameters (field names shared with the on-policy agents where they mean the
     same). Static fields fix shapes and the program; the rest are traced, so configs that differ
-    only in them can be vmapped: ``jax.vmap(train)(keys, stacked_configs)``."""
+    only in them can be vmapped: ``jax.vmap(train)(keys, stacked_configs)``. The actor's
+    estimator and its baseline are not fields: they are values passed to ``make_train``."""
 
     # --- static ---
     total_steps: int = static(10_000)  # environment steps per seed, warm-up included
@@ -82,16 +80,10 @@ class SACConfig:
     critic_widths: Sequence[int] = static((64, 64))  # of each Q critic and the V baseline
     activation: str = static("swish")  # hidden activation (networks.ACTIVATIONS)
     normalize_obs: bool = static(True)  # running mean/std observation normalization
-    actor_estimator: str = static("pathwise")  # one of ESTIMATORS
-    actor_baseline: str = static("none")  # score function only: one of BASELINES
-    # K: actions scored per state by the score function (all baselines; the leave-one-out group)
-    # and fresh actions averaged by the "mc_value" baseline. Other estimators draw one.
-    num_action_samples: int = static(4)
-    zeroth_order_epsilon: float = static(0.01)  # smoothing scale ε in action space
-    zeroth_order_directions: int = static(4)  # antithetic direction pairs per state
-    gumbel_temperature: float = static(1.0)  # initial Gumbel-Softmax temperature τ₀ (seed 001)
-    gumbel_anneal_rate: float = static(1e-4)  # τ_t = max(τ_min, τ₀ exp(−rate · updates))
-    gumbel_min_temperature: float = static(0.5)  # τ_min
+    # Actions per state whose actor-gradient estimates are averaged: the estimator is called
+    # num_action_samples / samples_per_call times per state (a leave-one-out score function
+    # over K actions is one call of K).
+    num_action_samples: int = static(1)
     verbose: bool = static(True)  # print one line per log interval from inside jit
     # --- traced ---
     learning_rate: float = 3e-4  # Adam step size of actor, critics, V baseline and α
@@ -131,14 +123,6 @@ def soft_value(q_twin: Array, log_prob: Array, weights: Array, alpha: Array) -> 
     return jnp.sum(weights * (jnp.min(q_twin, axis=0) - alpha * log_prob))
 
 
-def td_target(reward: Array, terminated: Array, next_value: Array, gamma: Array) -> Array:
-    """y = r + γ (1 − terminated) V(s').
-
-    V(s') is taken at the observation the step produced *before* any auto-reset, so a truncated
-    (time-limit) step is bootstrapped like any other; only a termination drops the future."""
-    return reward + gamma * (1.0 - terminated.astype(reward.dtype)) * next_value
-
-
 def critic_loss(q_twin: Array, target: Array) -> Array:
     """Σ_j ½ (Q_j(s, a) − sg(y))²: each critic regresses the shared target (``q_twin``: ``[J]``)."""
     chex.assert_rank(q_twin, 1)
@@ -151,70 +135,10 @@ def alpha_loss(log_alpha: Array, entropy: Array, target_entropy: Array) -> Array
     return log_alpha * sg(entropy - target_entropy)
 
 
-def polyak_update(target: Any, online: Any, polyak: Array) -> Any:
-    """φ̄ ← ρ φ̄ + (1 − ρ) φ."""
-    return jax.tree.map(lambda t, o: polyak * t + (1.0 - polyak) * o, target, online)
-
-
-def exact_expectation() -> gradest.GradientEstimator:
-    """The exact discrete 'estimator': surrogate Σ_a πθ(a) f(θ, a) over one-hot actions.
-
-    Its value is E_π[f] and its gradient ∇θ E_π[f] exactly (discrete SAC, Christodoulou, 2019);
-    it keeps the gradest surrogate contract so it plugs in where any estimator does.
-    """
-    traits = gradest.Traits(name="exact", unbiased=True, needs_differentiable_f=False,
-                            supports="discrete")
-
-    def surrogate(key, params, make_dist, f, state):
-        del key, state
-        dist = make_dist(params)
-        num_actions = dist.logits.shape[-1]
-        fz = jax.vmap(lambda y: f(params, y))(jnp.eye(num_actions, dtype=jnp.float32))
-        value = jnp.sum(jax.nn.softmax(dist.logits) * fz)
-        return value, {"f": value}
-
-    return gradest.GradientEstimator(tuple, surrogate, lambda state, aux: state, traits)
-
-
-_ESTIMATOR_FACTORIES: dict[str, Callable[[SACConfig], gradest.GradientEstimator]] = {
-    "pathwise": lambda c: gradest.pathwise(),
-    "score_function": lambda c: gradest.score_function(
-        gradest_baselines.leave_one_out(c.num_action_samples)
-        if c.actor_baseline == "leave_one_out" else None),
-    "zeroth_order": lambda c: gradest.zeroth_order(
-        c.zeroth_order_epsilon, c.zeroth_order_directions, antithetic=True),
-    "gumbel_softmax": lambda c: gradest.gumbel_softmax(gradest.exponential_anneal(
-        c.gumbel_temperature, c.gumbel_anneal_rate, c.gumbel_min_temperature)),
-    "straight_through": lambda c: gradest.straight_through(gradest.exponential_anneal(
-        c.gumbel_temperature, c.gumbel_anneal_rate, c.gumbel_min_temperature)),
-    "exact": lambda c: exact_expectation(),
-}
-
-
-def make_actor_estimator(config: SACConfig, discrete: bool) -> gradest.GradientEstimator:
-    """The configured actor-gradient estimator; ``gradest.EstimatorError`` if it does not fit the
-    action space (e.g. pathwise on discrete actions) or the baseline does not fit the estimator."""
-    if config.actor_estimator not in _ESTIMATOR_FACTORIES:
-        raise gradest.EstimatorError(
-            f"unknown actor_estimator {config.actor_estimator!r}; choose one of {ESTIMATORS}")
-    if config.actor_baseline not in BASELINES:
-        raise gradest.EstimatorError(
-            f"unknown actor_baseline {config.actor_baseline!r}; choose one of {BASELINES}")
-    if config.actor_baseline != "none" and config.actor_estimator != "score_function":
-        raise gradest.EstimatorError(
-            f"actor_baseline={config.actor_baseline!r} is a control variate for the score "
-            f"function; {config.actor_estimator} ignores it, so leave it 'none'")
-    estimator = _ESTIMATOR_FACTORIES[config.actor_estimator](config)
-    # The critic makes f differentiable in the action: every estimator that fits the action
-    # space fits SAC.
-    gradest.check_compatible(estimator, kind="discrete" if discrete else "continuous",
-                             differentiable_f=True)
-    return estimator
-
 
 # --------------------------------------------------------------------------------------------
-# Networks: the policy as a distribution over agent actions (in (−1, 1)ᴰ, or one-hot), twin Q in
-# one vmapped critic.
+# Networks: the policy as a distribution over agent actions (in (−1, 1)ᴰ, or one-hot), twin Q
+# vmapped over stacked parameters.
 
 
 class Networks(NamedTuple):
@@ -255,24 +179,13 @@ def policy(nets: Networks, actor_params: Any, obs: Array):
     return gradest.TanhNormal(MEAN_BOUND * jnp.tanh(dist.loc / MEAN_BOUND), dist.scale)
 
 
-def per_critic(critic_params: Any, apply: Callable[[Any], Array]) -> Array:
-    """``[apply(φ_1), apply(φ_2)]`` for the twin critics' stacked parameters φ ``[2, ...]``.
-
-    The critics are applied one after the other rather than vmapped over φ: each layer is then a
-    plain matmul on a ``[batch, width]`` array, where the vmapped form interleaves the twin and
-    batch axes and XLA moves data between the two layouts at every layer (on CPU about 5% of a
-    SAC step, interleaved A/B runs). The values are the same."""
-    num = jax.tree.leaves(critic_params)[0].shape[0]
-    return jnp.stack([apply(jax.tree.map(lambda p: p[j], critic_params)) for j in range(num)])
-
-
 def twin_q(nets: Networks, critic_params: Any, obs: Array, action: Array) -> Array:
-    """[Q_1(s, a), Q_2(s, a)]: both critics in one call (``per_critic``).
+    """[Q_1(s, a), Q_2(s, a)]: both critics, vmapped over their stacked parameters ``[2, ...]``.
     A discrete action is a (possibly relaxed) one-hot vector y and Q(s, y) = ⟨Q(s, ·), y⟩."""
     if nets.spec.discrete:
-        q_all = per_critic(critic_params, lambda p: nets.critic.apply(p, obs))
+        q_all = jax.vmap(lambda p: nets.critic.apply(p, obs))(critic_params)
         return jnp.sum(q_all * action, axis=-1)
-    return per_critic(critic_params, lambda p: nets.critic.apply(p, obs, action))
+    return jax.vmap(lambda p: nets.critic.apply(p, obs, action))(critic_params)
 
 
 def policy_support(nets: Networks, key: PRNGKey, dist) -> tuple[Array, Array, Array]:
@@ -305,7 +218,7 @@ def batch_state_value(nets: Networks, key: PRNGKey, actor_params: Any, critic_pa
     if nets.spec.discrete:
         log_probs = jax.nn.log_softmax(dist.logits)                        # [n, A]
         weights = jnp.exp(log_probs)
-        q_all = per_critic(critic_params, lambda p: nets.critic.apply(p, obs))  # [2, n, A]
+        q_all = jax.vmap(lambda p: nets.critic.apply(p, obs))(critic_params)  # [2, n, A]
         value = jnp.sum(weights * (jnp.min(q_all, axis=0) - alpha * log_probs), axis=-1)
         return value, -jnp.sum(weights * log_probs, axis=-1)
     action, log_prob = dist.sample_and_log_prob(seed=key)                  # [n, D], [n]
@@ -322,20 +235,8 @@ def actor_surrogate(nets: Networks, estimator: gradest.GradientEstimator, actor_
     variate, seed 002); the critics and α are constants here. ``num_draws`` independent calls of
     the estimator are averaged.
     """
-    built: dict = {}
-
     def make_dist(params):
-        # An estimator may ask for πθ more than once with the same θ (pathwise: to sample a, then
-        # for α log πθ(a|s) inside f). Building it once per (θ, trace) shares the actor's forward
-        # pass, so the backward pass runs through the actor once with the cotangents summed,
-        # rather than once per call: the same gradient for a smaller, faster program.
-        trace = jax_core.get_opaque_trace_state(convention="flax")
-        cached = built.get(id(params))
-        if cached is not None and cached[0] is params and cached[1] == trace:
-            return cached[2]
-        dist = policy(nets, params, obs)
-        built[id(params)] = (params, trace, dist)
-        return dist
+        return policy(nets, params, obs)
 
     def f(params, action):
         if not nets.spec.discrete:
@@ -351,8 +252,8 @@ def actor_surrogate(nets: Networks, estimator: gradest.GradientEstimator, actor_
 
     if num_draws == 1:
         return estimator.surrogate(key, actor_params, make_dist, f, estimator_state)
-    # Several independent surrogate calls per state (the score function with K actions and a
-    # baseline that needs no group): their mean is the K-sample estimate.
+    # Several independent surrogate calls per state: their mean is the estimate from
+    # num_draws · samples_per_call actions.
     values, aux = jax.vmap(lambda k: estimator.surrogate(k, actor_params, make_dist, f,
                                                          estimator_state))(
         jax.random.split(key, num_draws))
@@ -360,7 +261,7 @@ def actor_surrogate(nets: Networks, estimator: gradest.GradientEstimator, actor_
 
 
 # --------------------------------------------------------------------------------------------
-# Training state.
+# Training state and the pieces fixed when the agent is built.
 
 
 class Experience(NamedTuple):
@@ -380,16 +281,172 @@ class SACState:
     critic_params: Any  # twin critics, leaves stacked on a leading axis of 2
     target_critic_params: Any
     log_alpha: Array
-    value_params: Any  # the learned V(s) baseline; None unless actor_baseline == "value"
     actor_opt: Any
     critic_opt: Any
     alpha_opt: Any
-    value_opt: Any
+    baseline: Any  # the baseline's own state (a learned V(s): its Learner), else None
     estimator_state: Any
     obs_stats: rollout.RunningStats
     buffer: replay.ReplayBuffer
     env: rollout.RolloutState
     num_updates: Array
+
+
+class Optimizers(NamedTuple):
+    actor: optax.GradientTransformation
+    critic: optax.GradientTransformation  # also the learned V baseline's
+    alpha: optax.GradientTransformation
+
+
+class Setup(NamedTuple):
+    """Everything static the agent's functions need (``make_setup``), so the loop bodies are
+    plain module-level functions of (setup, state, key)."""
+
+    config: SACConfig
+    env: Any
+    env_params: Any
+    nets: Networks
+    estimator: gradest.GradientEstimator
+    baseline: "Baseline"
+    optimizers: Optimizers
+    target_entropy: Array
+    actor_draws: int  # surrogate calls per state: num_action_samples / samples_per_call
+
+
+# --------------------------------------------------------------------------------------------
+# Baselines b(s) of the actor objective: values passed to ``make_train``.
+
+
+class Baseline(NamedTuple):
+    """An action-free baseline b(s), subtracted from the actor objective f(s, a) (a control
+    variate for the score function, seed 002). Pure functions of the agent's pieces:
+
+    * ``init(key, setup, obs) -> state``: its own state in ``SACState.baseline`` (or None);
+    * ``value(setup, state, key, obs, critic_params, alpha) -> b`` ``[n]`` for a batch of
+      (normalized) observations, without gradient;
+    * ``fit(setup, baseline_state, obs, soft_value) -> (baseline_state, loss)``: learns from the
+      soft value E_a[min Q − α log π] the actor saw on the batch (``soft_value`` ``[n]``).
+    """
+
+    name: str
+    init: Callable[..., Any]
+    value: Callable[..., Array]
+    fit: Callable[..., tuple[Any, Array]]
+
+
+def _no_fit(setup: Setup, baseline_state: Any, obs: Array, soft_value: Array):
+    return baseline_state, jnp.zeros(())
+
+
+def no_baseline() -> Baseline:
+    """b = 0."""
+    return Baseline("none", lambda key, setup, obs: None,
+                    lambda setup, state, key, obs, critic_params, alpha: jnp.zeros(obs.shape[:1]),
+                    _no_fit)
+
+
+def learned_value() -> Baseline:
+    """b(s) = −V̂(s), V̂ a network regressed on the soft value the actor sees (E[f] = −V(s), so
+    f − b is centred); it shares the critics' optimizer settings."""
+
+    def init(key, setup, obs):
+        params = setup.nets.value.init(key, obs)
+        return optim.Learner(params, setup.optimizers.critic.init(params))
+
+    def value(setup, state, key, obs, critic_params, alpha):
+        return -sg(jax.vmap(lambda o: setup.nets.value.apply(state.baseline.params, o))(obs))
+
+    def fit(setup, learner, obs, soft_value):
+        def objective(params):
+            v = jax.vmap(lambda o: setup.nets.value.apply(params, o))(obs)
+            return 0.5 * jnp.mean((v - sg(soft_value)) ** 2)
+
+        loss, grads = jax.value_and_grad(objective)(learner.params)
+        return optim.apply_gradients(setup.optimizers.critic, learner, grads), loss
+
+    return Baseline("value", init, value, fit)
+
+
+def monte_carlo_value(num_actions: int) -> Baseline:
+    """b(s) = −V̂(s), V̂ the soft value averaged over ``num_actions`` fresh actions per state
+    (continuous; exact over the actions for discrete ones), drawn independently of the actions
+    the estimator scores, so the estimator stays unbiased."""
+    if not isinstance(num_actions, int) or num_actions < 1:
+        raise ValueError(f"num_actions must be a positive integer, got {num_actions!r}")
+
+    def value(setup, state, key, obs, critic_params, alpha):
+        def one(k, o):
+            values, _ = jax.vmap(lambda kk: state_value(
+                setup.nets, kk, state.actor_params, critic_params, o, alpha))(
+                    jax.random.split(k, num_actions))
+            return jnp.mean(values)
+
+        return -sg(jax.vmap(one)(jax.random.split(key, obs.shape[0]), obs))
+
+    return Baseline("mc_value", lambda key, setup, obs: None, value, _no_fit)
+
+
+def sizes(config: SACConfig) -> loop.LoopSizes:
+    """One update is one step of all ``num_envs`` environments; the warm-up takes at least
+    ``warmup_steps`` environment steps and absorbs the rounding (``loop.loop_sizes``)."""
+    return loop.loop_sizes(config.total_steps, config.num_envs, config.log_interval,
+                           config.warmup_steps)
+
+
+def make_optimizers(config: SACConfig) -> Optimizers:
+    """Adam per parameter group; the networks' gradients first clipped to ``max_grad_norm``.
+    Every step size follows η_t = η (1 − (1 − f) t / T) over the T gradient updates of the run,
+    f = ``final_lr_fraction``."""
+    num_updates = sizes(config).num_updates * config.updates_per_step
+
+    def decaying(lr):
+        return optim.linear_decay(lr, num_updates, config.final_lr_fraction)
+
+    return Optimizers(
+        optim.clipped_adam(decaying(config.learning_rate * config.actor_lr_scale),
+                           config.max_grad_norm),
+        optim.clipped_adam(decaying(config.learning_rate), config.max_grad_norm),
+        optax.adam(decaying(config.learning_rate)))
+
+
+def target_entropy(config: SACConfig, spec: rollout.ActionSpec) -> Array:
+    """H̄ = −scale · |A| for a box, ratio · log|A| for discrete actions (see ``SACConfig``)."""
+    if spec.discrete:
+        return jnp.asarray(config.target_entropy_ratio * math.log(spec.num_actions), jnp.float32)
+    return jnp.asarray(-config.target_entropy_scale * spec.num_actions, jnp.float32)
+
+
+def _normalize(setup: Setup, stats: rollout.RunningStats, obs: Array) -> Array:
+    return rollout.normalize(stats, obs) if setup.config.normalize_obs else obs
+
+
+def init_state(setup: Setup, key: PRNGKey) -> SACState:
+    """Fresh networks, optimizer states, an empty replay buffer and reset environments."""
+    config, nets = setup.config, setup.nets
+    k_env, k_actor, k_critic, k_baseline = jax.random.split(key, 4)
+    env_state = rollout.reset(k_env, setup.env, setup.env_params, config.num_envs)
+    obs = env_state.obs[0]
+    example_action = jnp.zeros((nets.spec.num_actions,), jnp.float32)
+    actor_params = nets.actor.init(k_actor, obs)
+    critic_init = (lambda k: nets.critic.init(k, obs)) if nets.spec.discrete else (
+        lambda k: nets.critic.init(k, obs, example_action))
+    critic_params = jax.vmap(critic_init)(jax.random.split(k_critic, 2))
+    log_alpha = jnp.log(jnp.asarray(config.init_alpha, jnp.float32))
+    example = Experience(obs, example_action, jnp.zeros(()), jnp.zeros((), bool), obs)
+    return SACState(
+        actor_params=actor_params, critic_params=critic_params, target_critic_params=critic_params,
+        log_alpha=log_alpha,
+        actor_opt=setup.optimizers.actor.init(actor_params),
+        critic_opt=setup.optimizers.critic.init(critic_params),
+        alpha_opt=setup.optimizers.alpha.init(log_alpha),
+        baseline=setup.baseline.init(k_baseline, setup, obs),
+        estimator_state=setup.estimator.init(), obs_stats=rollout.init_stats(obs.shape),
+        buffer=replay.init(example, config.buffer_size), env=env_state,
+        num_updates=jnp.zeros((), jnp.int32))
+
+
+# --------------------------------------------------------------------------------------------
+# One gradient step: critics, actor (against the updated critics), baseline, α, targets.
 
 
 class Metrics(NamedTuple):
@@ -403,199 +460,79 @@ class Metrics(NamedTuple):
     value_loss: Array
 
 
-class Agent(NamedTuple):
-    """Everything static the agent's functions need (built by ``make_agent``), so the loop bodies
-    are plain module-level functions of (agent, state, key)."""
+def _critic_step(setup: Setup, state: SACState, key: PRNGKey, batch: Experience, obs: Array,
+                 alpha: Array) -> tuple[optim.Learner, Array, Array, Array]:
+    """(critics after one step, their loss, the mean Q, the policy's entropy at s')."""
+    next_obs = _normalize(setup, state.obs_stats, batch.next_obs)
+    # The entropy estimate for α comes from the same policy evaluation at s' (also a replay
+    # state), saving an actor pass.
+    next_value, entropy = batch_state_value(setup.nets, key, state.actor_params,
+                                            state.target_critic_params, next_obs, alpha)
+    target = jax.vmap(returns.td_target, in_axes=(0, 0, 0, None))(
+        batch.reward, next_value, batch.terminated, setup.config.gamma)
 
-    config: SACConfig
-    env: Any
-    env_params: Any
-    nets: Networks
-    estimator: gradest.GradientEstimator
-    optimizers: "Optimizers"
-    target_entropy: Array
-    actor_draws: int  # surrogate calls per state (K / group size for the score function, else 1)
+    def objective(params):
+        # Both critics on the whole batch at once ([2, n] → [n, 2]).
+        q = twin_q(setup.nets, params, obs, batch.action).T
+        return jnp.mean(jax.vmap(critic_loss)(q, target)), q
 
-
-class Optimizers(NamedTuple):
-    actor: optax.GradientTransformation
-    critic: optax.GradientTransformation  # also the learned V baseline's
-    alpha: optax.GradientTransformation
-
-
-def make_optimizers(config: SACConfig) -> Optimizers:
-    """Adam per parameter group; the networks' gradients first clipped to ``max_grad_norm``.
-    Every step size follows η_t = η (1 − (1 − f) t / T) over the T gradient updates of the run,
-    f = ``final_lr_fraction`` (constant where f is a known 1)."""
-    # Clipping to an infinite norm is the identity: left out when the bound is a known inf
-    # (not when it is traced, e.g. vmapped over configs). Each network's parameters are raveled
-    # into one vector for the optimizer (``_common.flat_per_network``: the same arithmetic, a few
-    # kernels per step instead of several per parameter leaf).
-    no_clip = isinstance(config.max_grad_norm, (int, float)) and math.isinf(config.max_grad_norm)
-
-    constant = isinstance(config.final_lr_fraction, (int, float)) and config.final_lr_fraction == 1
-    sizes = loop_sizes(config)
-    num_updates = max(1, sizes.num_logs * sizes.iterations_per_log * config.updates_per_step)
-
-    def schedule(lr):
-        if constant:
-            return lr
-        decay = 1.0 - config.final_lr_fraction
-        return lambda count: lr * (1.0 - decay * jnp.minimum(count, num_updates) / num_updates)
-
-    def clipped(lr):
-        adam = optax.adam(schedule(lr))
-        if no_clip:
-            return _common.flat_per_network(adam)
-        return _common.flat_per_network(
-            optax.chain(optax.clip_by_global_norm(config.max_grad_norm), adam))
-
-    return Optimizers(clipped(config.learning_rate * config.actor_lr_scale),
-                      clipped(config.learning_rate), optax.adam(schedule(config.learning_rate)))
+    (loss, q), grads = jax.value_and_grad(objective, has_aux=True)(state.critic_params)
+    critics = optim.apply_gradients(setup.optimizers.critic,
+                                    optim.Learner(state.critic_params, state.critic_opt), grads)
+    return critics, loss, jnp.mean(q), entropy
 
 
-def target_entropy(config: SACConfig, spec: rollout.ActionSpec) -> Array:
-    """H̄ = −scale · |A| for a box, ratio · log|A| for discrete actions (see ``SACConfig``)."""
-    if spec.discrete:
-        return jnp.asarray(config.target_entropy_ratio * math.log(spec.num_actions), jnp.float32)
-    return jnp.asarray(-config.target_entropy_scale * spec.num_actions, jnp.float32)
-
-
-def _normalize(agent: Agent, stats: rollout.RunningStats, obs: Array) -> Array:
-    return rollout.normalize(stats, obs) if agent.config.normalize_obs else obs
-
-
-def init_state(agent: Agent, key: PRNGKey) -> SACState:
-    config, nets = agent.config, agent.nets
-    k_env, k_actor, k_critic, k_value = jax.random.split(key, 4)
-    env_state = rollout.reset(k_env, agent.env, agent.env_params, config.num_envs)
-    obs = env_state.obs[0]
-    example_action = jnp.zeros((nets.spec.num_actions,), jnp.float32)
-    actor_params = nets.actor.init(k_actor, obs)
-    critic_init = (lambda k: nets.critic.init(k, obs)) if nets.spec.discrete else (
-        lambda k: nets.critic.init(k, obs, example_action))
-    critic_params = jax.vmap(critic_init)(jax.random.split(k_critic, 2))
-    log_alpha = jnp.log(jnp.asarray(config.init_alpha, jnp.float32))
-    learned_value = config.actor_baseline == "value"
-    value_params = nets.value.init(k_value, obs) if learned_value else None
-    example = Experience(obs, example_action, jnp.zeros(()), jnp.zeros((), bool), obs)
-    return SACState(
-        actor_params=actor_params, critic_params=critic_params, target_critic_params=critic_params,
-        log_alpha=log_alpha, value_params=value_params,
-        actor_opt=agent.optimizers.actor.init(actor_params),
-        critic_opt=agent.optimizers.critic.init(critic_params),
-        alpha_opt=agent.optimizers.alpha.init(log_alpha),
-        value_opt=agent.optimizers.critic.init(value_params) if learned_value else None,
-        estimator_state=agent.estimator.init(), obs_stats=rollout.init_stats(obs.shape),
-        buffer=replay.init(example, config.buffer_size), env=env_state,
-        num_updates=jnp.zeros((), jnp.int32))
-
-
-# --------------------------------------------------------------------------------------------
-# One gradient step.
-
-
-def _apply(optimizer: optax.GradientTransformation, grads: Any, opt_state: Any, params: Any
-           ) -> tuple[Any, Any]:
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
-
-
-def _baseline(agent: Agent, state: SACState, key: PRNGKey, obs: Array, critic_params: Any,
-              alpha: Array) -> Array:
-    """b(s) = −V̂(s) per state (zero without a V baseline): E[f] = −V(s), so f − b is centred."""
-    config = agent.config
-    if config.actor_baseline == "value":
-        return -sg(jax.vmap(lambda o: agent.nets.value.apply(state.value_params, o))(obs))
-    if config.actor_baseline == "mc_value":
-        # K fresh actions per state, independent of the one scored: the baseline stays unbiased.
-        def mc_value(k, o):
-            values, _ = jax.vmap(lambda kk: state_value(
-                agent.nets, kk, state.actor_params, critic_params, o, alpha))(
-                    jax.random.split(k, config.num_action_samples))
-            return jnp.mean(values)
-
-        return -sg(jax.vmap(mc_value)(jax.random.split(key, obs.shape[0]), obs))
-    return jnp.zeros(obs.shape[:1])
-
-
-def _actor_loss(agent: Agent, actor_params: Any, keys: PRNGKey, obs: Array, critic_params: Any,
+def _actor_loss(setup: Setup, actor_params: Any, keys: PRNGKey, obs: Array, critic_params: Any,
                 alpha: Array, baseline: Array, estimator_state: Any) -> tuple[Array, dict]:
     """Mean over batch states of the per-state surrogate."""
     values, aux = jax.vmap(
-        lambda k, o, b: actor_surrogate(agent.nets, agent.estimator, actor_params, k, o,
+        lambda k, o, b: actor_surrogate(setup.nets, setup.estimator, actor_params, k, o,
                                         critic_params, alpha, b, estimator_state,
-                                        agent.actor_draws))(keys, obs, baseline)
+                                        setup.actor_draws))(keys, obs, baseline)
     return jnp.mean(values), aux
 
 
-def update(agent: Agent, state: SACState, key: PRNGKey) -> tuple[SACState, Metrics]:
-    config, nets = agent.config, agent.nets
+def learn(setup: Setup, state: SACState, key: PRNGKey) -> tuple[SACState, Metrics]:
+    """One gradient step of critics, actor, baseline and α on a replay batch; Polyak targets."""
+    config = setup.config
     k_batch, k_next, k_base, k_actor = jax.random.split(key, 4)
     batch = replay.sample(k_batch, state.buffer, config.batch_size)
-    obs = _normalize(agent, state.obs_stats, batch.obs)
-    next_obs = _normalize(agent, state.obs_stats, batch.next_obs)
+    obs = _normalize(setup, state.obs_stats, batch.obs)
     alpha = jnp.exp(state.log_alpha)
     n = config.batch_size
+    critics, c_loss, q_mean, entropy = _critic_step(setup, state, k_next, batch, obs, alpha)
 
-    # Critics. The entropy estimate for α comes from the same policy evaluation at s' (also a
-    # replay state), saving an actor pass.
-    next_value, entropy = batch_state_value(nets, k_next, state.actor_params,
-                                            state.target_critic_params, next_obs, alpha)
-    target = td_target(batch.reward, batch.terminated, next_value, config.gamma)
-
-    def critic_objective(params):
-        # Both critics on the whole batch at once ([2, n] → [n, 2]): the twin axis stays
-        # outermost, as the stacked parameters have it (no per-sample layout transposes).
-        q = twin_q(nets, params, obs, batch.action).T
-        return jnp.mean(jax.vmap(critic_loss)(q, target)), q
-
-    (c_loss, q), c_grads = jax.value_and_grad(critic_objective, has_aux=True)(state.critic_params)
-    critic_params, critic_opt = _apply(agent.optimizers.critic, c_grads, state.critic_opt, state.critic_params)
-
-    # Actor, against the updated critics.
-    baseline = _baseline(agent, state, k_base, obs, critic_params, alpha)
+    baseline = setup.baseline.value(setup, state, k_base, obs, critics.params, alpha)
     (a_loss, aux), a_grads = jax.value_and_grad(
-        functools.partial(_actor_loss, agent), has_aux=True)(
-            state.actor_params, jax.random.split(k_actor, n), obs, critic_params, alpha,
+        functools.partial(_actor_loss, setup), has_aux=True)(
+            state.actor_params, jax.random.split(k_actor, n), obs, critics.params, alpha,
             baseline, state.estimator_state)
-    actor_params, actor_opt = _apply(agent.optimizers.actor, a_grads, state.actor_opt, state.actor_params)
-    estimator_state = agent.estimator.update(state.estimator_state, aux)
+    actor = optim.apply_gradients(setup.optimizers.actor,
+                                  optim.Learner(state.actor_params, state.actor_opt), a_grads)
+    # The soft value the actor saw: −E[f] with f = surrogate sample + b (averaged over the
+    # draws of each state).
+    soft_value = -(jnp.mean(jnp.reshape(aux["f"], (n, -1)), axis=1) + baseline)
+    baseline_state, v_loss = setup.baseline.fit(setup, state.baseline, obs, soft_value)
 
-    # Temperature.
-    al_grad = jax.grad(alpha_loss)(state.log_alpha, jnp.mean(entropy), agent.target_entropy)
-    log_alpha, alpha_opt = _apply(agent.optimizers.alpha, al_grad, state.alpha_opt,
-                                  state.log_alpha)
-    log_alpha = jnp.minimum(log_alpha, jnp.log(config.max_alpha))
-
-    # Learned V(s) baseline: regress the soft value −E[f] seen by the actor (f = surrogate
-    # sample + b, averaged over the K draws of a leave-one-out group).
-    value_params, value_opt, v_loss = state.value_params, state.value_opt, jnp.zeros(())
-    if config.actor_baseline == "value":
-        f_mean = jnp.mean(jnp.reshape(aux["f"], (n, -1)), axis=1) + baseline
-
-        def value_objective(params):
-            v = jax.vmap(lambda o: nets.value.apply(params, o))(obs)
-            return 0.5 * jnp.mean((v + sg(f_mean)) ** 2)
-
-        v_loss, v_grads = jax.value_and_grad(value_objective)(state.value_params)
-        value_params, value_opt = _apply(agent.optimizers.critic, v_grads, state.value_opt, state.value_params)
-
+    al_grad = jax.grad(alpha_loss)(state.log_alpha, jnp.mean(entropy), setup.target_entropy)
+    temperature = optim.apply_gradients(setup.optimizers.alpha,
+                                        optim.Learner(state.log_alpha, state.alpha_opt), al_grad)
     state = state.replace(
-        actor_params=actor_params, critic_params=critic_params,
-        target_critic_params=polyak_update(state.target_critic_params, critic_params,
-                                           config.polyak),
-        log_alpha=log_alpha, value_params=value_params, actor_opt=actor_opt,
-        critic_opt=critic_opt, alpha_opt=alpha_opt, value_opt=value_opt,
-        estimator_state=estimator_state, num_updates=state.num_updates + 1)
+        actor_params=actor.params, critic_params=critics.params,
+        target_critic_params=optax.incremental_update(critics.params, state.target_critic_params,
+                                                      1.0 - config.polyak),
+        log_alpha=jnp.minimum(temperature.params, jnp.log(config.max_alpha)),
+        actor_opt=actor.opt_state, critic_opt=critics.opt_state,
+        alpha_opt=temperature.opt_state, baseline=baseline_state,
+        estimator_state=setup.estimator.update(state.estimator_state, aux),
+        num_updates=state.num_updates + 1)
     # The actor loss is reported without the baseline, as E[α log π − min Q].
-    metrics = Metrics(c_loss, a_loss + jnp.mean(baseline), alpha, jnp.mean(entropy), jnp.mean(q),
-                      v_loss)
-    return state, metrics
+    return state, Metrics(c_loss, a_loss + jnp.mean(baseline), alpha, jnp.mean(entropy), q_mean,
+                          v_loss)
 
 
 # --------------------------------------------------------------------------------------------
-# Acting and the loops.
+# Acting, the warm-up and the loop's functions.
 
 
 def _env_action(spec: rollout.ActionSpec, action: Array) -> Array:
@@ -610,209 +547,148 @@ def random_actions(spec: rollout.ActionSpec, key: PRNGKey, num_envs: int) -> Arr
     return jax.random.uniform(key, (num_envs, spec.num_actions), minval=-1.0, maxval=1.0)
 
 
-class _Collected(NamedTuple):
-    return_sum: Array
-    episodes: Array
-
-
-def _collect(agent: Agent, state: SACState, key: PRNGKey, action: Array
-             ) -> tuple[SACState, _Collected]:
-    """Steps the environments with ``action`` and stores the transitions."""
-    env, transition = rollout.step(key, agent.env, agent.env_params, agent.nets.spec, state.env,
-                                   _env_action(agent.nets.spec, action))
+def _collect(setup: Setup, state: SACState, key: PRNGKey, action: Array
+             ) -> tuple[SACState, dict]:
+    """Steps the environments with ``action`` and stores the transitions; the returns of the
+    episodes that ended (``return_sum``, ``episodes``)."""
+    env, transition = rollout.step(key, setup.env, setup.env_params, setup.nets.spec, state.env,
+                                   _env_action(setup.nets.spec, action))
     experience = Experience(transition.obs, action, transition.reward, transition.terminated,
                             transition.next_obs)
     state = state.replace(env=env, buffer=replay.add(state.buffer, experience),
                           obs_stats=rollout.update_stats(state.obs_stats, transition.obs))
-    return state, _Collected(*rollout.completed_episode_return(transition))
+    total, count = rollout.completed_episode_return(transition)
+    return state, {"return_sum": total, "episodes": count}
 
 
-def warmup_step(agent: Agent, state: SACState, key: PRNGKey) -> tuple[SACState, _Collected]:
+def warmup_step(setup: Setup, state: SACState, key: PRNGKey) -> tuple[SACState, dict]:
+    """One step of every environment with uniform random actions, stored."""
     k_act, k_env = jax.random.split(key)
-    action = random_actions(agent.nets.spec, k_act, agent.config.num_envs)
-    return _collect(agent, state, k_env, action)
+    action = random_actions(setup.nets.spec, k_act, setup.config.num_envs)
+    return _collect(setup, state, k_env, action)
 
 
-def train_step(agent: Agent, state: SACState, key: PRNGKey
-                ) -> tuple[SACState, tuple[_Collected, Metrics]]:
-    # One split for the step: the action's key, one per environment, one per update.
-    num_envs = agent.config.num_envs
-    keys = jax.random.split(key, 1 + num_envs + agent.config.updates_per_step)
-    obs = _normalize(agent, state.obs_stats, state.env.obs)
-    action = policy(agent.nets, state.actor_params, obs).sample(seed=keys[0])
-    state, collected = _collect(agent, state, keys[1:1 + num_envs], action)
-    state, metrics = jax.lax.scan(functools.partial(update, agent), state, keys[1 + num_envs:])
-    return state, (collected, jax.tree.map(jnp.mean, metrics))
+def update(setup: Setup, state: SACState, key: PRNGKey) -> tuple[SACState, dict]:
+    """The loop's update: one step of every environment under π, then ``updates_per_step``
+    gradient steps (``learn``)."""
+    num_envs = setup.config.num_envs
+    keys = jax.random.split(key, 1 + num_envs + setup.config.updates_per_step)
+    obs = _normalize(setup, state.obs_stats, state.env.obs)
+    action = policy(setup.nets, state.actor_params, obs).sample(seed=keys[0])
+    state, collected = _collect(setup, state, keys[1:1 + num_envs], action)
+    state, metrics = jax.lax.scan(functools.partial(learn, setup), state, keys[1 + num_envs:])
+    return state, {**{k: jnp.mean(v) for k, v in metrics._asdict().items()}, **collected}
 
 
-def greedy_action(agent: Agent, state: SACState, obs: Array) -> Array:
+def init(setup: Setup, key: PRNGKey) -> SACState:
+    """A fresh state after the warm-up's random actions."""
+    k_state, k_warm = jax.random.split(key)
+    state, _ = jax.lax.scan(functools.partial(warmup_step, setup), init_state(setup, k_state),
+                            jax.random.split(k_warm, sizes(setup.config).warmup_updates))
+    return state
+
+
+def greedy_action(setup: Setup, state: SACState, obs: Array) -> Array:
     """The deterministic action: tanh(μ(s)) (continuous) or argmax π(·|s), as env actions."""
-    dist = policy(agent.nets, state.actor_params, _normalize(agent, state.obs_stats, obs))
-    return _env_action(agent.nets.spec, dist.mode())
+    dist = policy(setup.nets, state.actor_params, _normalize(setup, state.obs_stats, obs))
+    return _env_action(setup.nets.spec, dist.mode())
 
 
-def evaluate(agent: Agent, key: PRNGKey, state: SACState, num_episodes: int) -> Array:
-    """Undiscounted returns ``[num_episodes]`` of the greedy policy."""
+def evaluate(setup: Setup, state: SACState, key: PRNGKey) -> Array:
+    """Undiscounted returns ``[eval_episodes]`` of the greedy policy."""
     # rollout.evaluate maps agent actions to env actions; for discrete ones that is the identity
     # on indices, which greedy_action already returns.
-    return rollout.evaluate(key, agent.env, agent.env_params, agent.nets.spec,
-                            functools.partial(greedy_action, agent, state), num_episodes)
+    return rollout.evaluate(key, setup.env, setup.env_params, setup.nets.spec,
+                            functools.partial(greedy_action, setup, state),
+                            setup.config.eval_episodes)
 
 
-def actor_gradient_stats(agent: Agent, state: SACState, key: PRNGKey) -> gradest.GradientStats:
-    """Variance and SNR of the actor gradient from per-state gradients over one replay batch."""
+def actor_gradients(setup: Setup, state: SACState, key: PRNGKey) -> dict:
+    """Per-state actor gradients over one replay batch (``diagnostics.gradient_metrics``)."""
     k_batch, k_base, k_actor = jax.random.split(key, 3)
-    batch = replay.sample(k_batch, state.buffer, agent.config.batch_size)
-    obs = _normalize(agent, state.obs_stats, batch.obs)
+    batch = replay.sample(k_batch, state.buffer, setup.config.batch_size)
+    obs = _normalize(setup, state.obs_stats, batch.obs)
     alpha = jnp.exp(state.log_alpha)
-    baseline = _baseline(agent, state, k_base, obs, state.critic_params, alpha)
-    grad_fn = jax.grad(functools.partial(actor_surrogate, agent.nets, agent.estimator),
+    baseline = setup.baseline.value(setup, state, k_base, obs, state.critic_params, alpha)
+    grad_fn = jax.grad(functools.partial(actor_surrogate, setup.nets, setup.estimator),
                        has_aux=True)
     grads, _ = jax.vmap(lambda k, o, b: grad_fn(state.actor_params, k, o, state.critic_params,
                                                 alpha, b, state.estimator_state,
-                                                agent.actor_draws))(
+                                                setup.actor_draws))(
         jax.random.split(k_actor, obs.shape[0]), obs, baseline)
-    return gradest.gradient_stats(grads)
+    return {"": grads}
 
 
-class LoopSizes(NamedTuple):
-    """Static sizes of the training loop; one iteration steps all ``num_envs`` envs once."""
-
-    warmup_iterations: int
-    num_logs: int
-    iterations_per_log: int
-
-    def env_steps(self, num_envs: int) -> int:
-        return (self.warmup_iterations + self.num_logs * self.iterations_per_log) * num_envs
+def output(state: SACState) -> tuple[dict, rollout.RunningStats]:
+    params = {"actor": state.actor_params, "critic": state.critic_params,
+              "log_alpha": state.log_alpha}
+    return params, state.obs_stats
 
 
-def loop_sizes(config: SACConfig) -> LoopSizes:
-    """Splits the budget into a warm-up and ``num_logs`` intervals of about ``log_interval``
-    iterations. The warm-up takes at least ``warmup_steps`` environment steps and absorbs the
-    rounding, so the run takes exactly ``total_steps`` (rounded down to a multiple of
-    ``num_envs``)."""
-    total = config.total_steps // config.num_envs
-    train_iterations = total - -(-config.warmup_steps // config.num_envs)
-    if train_iterations < 1:
-        raise ValueError(f"total_steps={config.total_steps} leaves no training after "
-                         f"warmup_steps={config.warmup_steps}")
-    num_logs = max(1, round(train_iterations / max(1, config.log_interval)))
-    per_log = train_iterations // num_logs
-    return LoopSizes(total - num_logs * per_log, num_logs, per_log)
+# --------------------------------------------------------------------------------------------
+# Building the agent.
 
 
-def _print_progress(total: int, steps, train_return, episodes, eval_return, evaluated, alpha,
-                    q_mean, variance, snr) -> None:
-    print(f"[sac] {int(steps):>9,}/{total:,} env steps | "
-          f"{_common.returns_text(train_return, episodes, eval_return, evaluated)}"
-          f" | alpha {float(alpha):.3g}"
-          f" | Q {float(q_mean):8.2f} | actor grad var {float(variance):.3g} snr {float(snr):.3g}",
-          flush=True)
-
-
-def _outer_step(agent: Agent, sizes: LoopSizes, state: SACState, xs: tuple[Array, PRNGKey]
-                ) -> tuple[SACState, dict]:
-    """One log interval: ``iterations_per_log`` steps with their updates, then evaluation,
-    actor-gradient diagnostics and the progress line (once per interval, never under a cond)."""
-    index, key = xs
-    k_steps, k_eval, k_diag = jax.random.split(key, 3)
-    state, (collected, metrics) = jax.lax.scan(functools.partial(train_step, agent), state,
-                                               jax.random.split(k_steps, sizes.iterations_per_log))
-    stats = actor_gradient_stats(agent, state, k_diag)
-    episodes = jnp.sum(collected.episodes)
-    eval_returns, evaluated = _common.evaluate_every(
-        index, sizes.num_logs, agent.config.eval_every,
-        lambda: evaluate(agent, k_eval, state, agent.config.eval_episodes),
-        agent.config.eval_episodes)
-    iterations = sizes.warmup_iterations + (index + 1) * sizes.iterations_per_log
-    steps = iterations * agent.config.num_envs
-    out = {
-        **{k: jnp.mean(v) for k, v in metrics._asdict().items()},
-        "env_steps": steps,
-        # Mean return of the training episodes that ended in the interval; 0 here if none did,
-        # NaN once ``_common.finish_metrics`` has seen ``train_episodes`` (no NaN in the program:
-        # ``--debug_nans`` would stop on it).
-        "train_return": jnp.sum(collected.return_sum) / jnp.maximum(episodes, 1),
-        "train_episodes": episodes,
-        "eval_returns": eval_returns,
-        "eval_return": jnp.mean(eval_returns),
-        "evaluated": evaluated,
-        "grad_variance": stats.total_variance,
-        "grad_snr": stats.snr,
-        "grad_norm": stats.mean_norm,
-    }
-    if agent.config.verbose:
-        jax.debug.callback(
-            functools.partial(_print_progress, sizes.env_steps(agent.config.num_envs)), steps,
-            out["train_return"], episodes, out["eval_return"], evaluated, out["alpha"],
-            out["q_mean"], out["grad_variance"], out["grad_snr"])
-    return state, out
-
-
-def make_agent(config: SACConfig, env, env_params) -> Agent:
-    """Builds the networks, the actor estimator and the optimizer; raises
-    ``gradest.EstimatorError`` for an estimator that does not fit the action space."""
+def make_setup(config: SACConfig, env, env_params, estimator: gradest.GradientEstimator,
+               baseline: Baseline | None = None) -> Setup:
+    """The agent's static pieces. Raises ``gradest.EstimatorError`` for an estimator that does
+    not fit the action space, ``ValueError`` for sizes that do not fit together."""
+    baseline = no_baseline() if baseline is None else baseline
+    if not isinstance(estimator, gradest.GradientEstimator):
+        raise gradest.EstimatorError(f"estimator must be a gradest.GradientEstimator, got "
+                                     f"{estimator!r}")
+    if not isinstance(baseline, Baseline):
+        raise ValueError(f"baseline must be an agents.sac.Baseline, got {baseline!r}")
     if config.eval_every < 1 or config.eval_episodes < 1:
         raise ValueError(f"eval_every and eval_episodes must be positive, got "
                          f"{config.eval_every} and {config.eval_episodes}")
-    spec = rollout.action_spec(env, env_params)
     if config.batch_size > config.warmup_steps:
         raise ValueError(f"warmup_steps={config.warmup_steps} must cover one batch "
                          f"(batch_size={config.batch_size})")
-    estimator = make_actor_estimator(config, spec.discrete)
-    draws = 1
-    if config.actor_estimator == "score_function":
-        k = config.num_action_samples
-        if not isinstance(k, int) or k < 1 or k % estimator.traits.samples_per_call:
-            raise ValueError(f"num_action_samples={k!r} must be a positive multiple of the "
-                             f"baseline's group size {estimator.traits.samples_per_call}")
-        draws = k // estimator.traits.samples_per_call
-    return Agent(config, env, env_params, make_networks(config, spec), estimator,
-                 make_optimizers(config), target_entropy(config, spec), draws)
+    spec = rollout.action_spec(env, env_params)
+    # The critic makes f differentiable in the action: every estimator that fits the action
+    # space fits SAC.
+    gradest.check_compatible(estimator, kind="discrete" if spec.discrete else "continuous",
+                             differentiable_f=True)
+    k, group = config.num_action_samples, estimator.traits.samples_per_call
+    if not isinstance(k, int) or k < 1 or k % group:
+        raise ValueError(f"num_action_samples={k!r} must be a positive multiple of the "
+                         f"estimator's samples per call ({group}, {estimator.traits.name})")
+    return Setup(config, env, env_params, make_networks(config, spec), estimator, baseline,
+                 make_optimizers(config), target_entropy(config, spec), k // group)
 
 
-def make_stages(config: SACConfig, env, env_params) -> _common.Stages:
-    """SAC on ``env`` as resumable ``_common.Stages``: ``init`` builds the state and runs the
+def make_agent(config: SACConfig, env, env_params, estimator: gradest.GradientEstimator,
+               baseline: Baseline | None = None) -> loop.Agent:
+    """SAC on ``env`` as a ``loop.Agent`` whose actor gradient is ``estimator``'s, with
+    ``baseline`` (default ``no_baseline()``) subtracted from the actor objective."""
+    setup = make_setup(config, env, env_params, estimator, baseline)
+    return loop.Agent(
+        name="sac", sizes=sizes(config), eval_every=config.eval_every, verbose=config.verbose,
+        progress_keys=("alpha", "q_mean", "grad_variance", "grad_snr"),
+        init=functools.partial(init, setup), update=functools.partial(update, setup),
+        evaluate=functools.partial(evaluate, setup),
+        actor_gradients=functools.partial(actor_gradients, setup), output=output)
+
+
+def make_stages(config: SACConfig, env, env_params, estimator: gradest.GradientEstimator,
+                baseline: Baseline | None = None) -> loop.Stages:
+    """SAC on ``env`` as resumable ``loop.Stages``: ``init`` builds the state and runs the
     warm-up, ``run`` runs log intervals; the carry holds the whole ``SACState`` (replay buffer,
     environments, optimizer states, update counter) and the loop key. Raises
     ``gradest.EstimatorError`` at once for an estimator that does not fit the action space."""
-    make_agent(config, env, env_params)
-    sizes = loop_sizes(config)
-
-    def init(key: PRNGKey, train_config: SACConfig = config) -> _common.Carry:
-        _common.check_static(train_config, config)
-        agent = make_agent(train_config, env, env_params)
-        k_init, k_warm, k_train = jax.random.split(key, 3)
-        state = init_state(agent, k_init)
-        state, _ = jax.lax.scan(functools.partial(warmup_step, agent), state,
-                                jax.random.split(k_warm, sizes.warmup_iterations))
-        return _common.Carry(state, k_train)
-
-    def run(carry: _common.Carry, start, length: int, train_config: SACConfig = config
-            ) -> tuple[_common.Carry, dict]:
-        _common.check_static(train_config, config)
-        agent = make_agent(train_config, env, env_params)
-        xs = _common.log_inputs(carry.key, sizes.num_logs, start, length)
-        state, metrics = jax.lax.scan(functools.partial(_outer_step, agent, sizes), carry.state,
-                                      xs)
-        return _common.Carry(state, carry.key), metrics
-
-    def output(carry: _common.Carry):
-        state = carry.state
-        params = {"actor": state.actor_params, "critic": state.critic_params,
-                  "log_alpha": state.log_alpha}
-        return params, state.obs_stats
-
-    return _common.Stages(sizes.num_logs, config, init, run, output)
+    return loop.make_stages(functools.partial(make_agent, env=env, env_params=env_params,
+                                              estimator=estimator, baseline=baseline), config)
 
 
-def make_train(config: SACConfig, env, env_params):
-    """``train(key, config=config) -> agents._common.TrainOutput`` for SAC on ``env``: one pure
-    function, so ``jax.jit(jax.vmap(train))(keys)`` trains many seeds at once (and configs that
-    differ in traced fields only). Raises ``gradest.EstimatorError`` at once for an estimator
-    that does not fit the action space.
+def make_train(config: SACConfig, env, env_params, estimator: gradest.GradientEstimator,
+               baseline: Baseline | None = None):
+    """``train(key, config=config) -> loop.TrainOutput`` for SAC on ``env``: one pure function,
+    so ``jax.jit(jax.vmap(train))(keys)`` trains many seeds at once (and configs that differ in
+    traced fields only). The actor's gradient is ``estimator``'s (e.g. ``gradest.pathwise()``,
+    ``gradest.exact_enumeration()`` for discrete actions), ``baseline`` its b(s).
 
     The output's ``params`` are {"actor", "critic", "log_alpha"}; ``metrics`` have one entry
     per log interval (``eval_returns``: ``[num_logs, eval_episodes]``).
     """
-    return _common.train_from_stages(make_stages(config, env, env_params))
+    return loop.make_train(make_stages(config, env, env_params, estimator, baseline))

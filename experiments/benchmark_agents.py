@@ -45,7 +45,7 @@ from absl import app, flags
 
 from agents import compiler_options as agents_compiler_options, jit, ppo, prng_key, sac
 from experiments import _common
-from experiments.configs.sac import TUNED as SAC_TUNED
+from experiments.configs import sac as sac_config
 
 SEEDS = (1, 4, 16)
 # XLA's LLVM optimization level 1 instead of the default: same program, less compile time.
@@ -72,15 +72,16 @@ def time_ppo(num_seeds: int, repeats: int = 2, config: ppo.PPOConfig = PUREJAXRL
 
 # rejax's Pendulum configuration as tuned (experiments/configs/sac.py): diagnostics at each of
 # its 19 logs, the 128-episode evaluation at the last only, as rejax's `--eval-freq 10000`.
-_SAC_TUNED = sac.SACConfig(**{**SAC_TUNED["Pendulum-v1"], "verbose": False})
-SAC_PENDULUM = _SAC_TUNED.replace(eval_every=sac.loop_sizes(_SAC_TUNED).num_logs)
+_SAC_TUNED = sac_config.SACRunConfig(**{**sac_config.TUNED["Pendulum-v1"], "verbose": False})
+SAC_PENDULUM = _SAC_TUNED.replace(eval_every=sac.sizes(_SAC_TUNED).num_logs)
 
 
-def time_sac(repeats: int = 2, config: sac.SACConfig = SAC_PENDULUM,
+def time_sac(repeats: int = 2, config: sac_config.SACRunConfig = SAC_PENDULUM,
              compiler_options: dict | None = None) -> dict:
     """The same for SAC on Pendulum-v1 (rejax's configuration), one seed."""
     env, env_params = gymnax.make("Pendulum-v1")
-    return _time("sac", sac.make_train(config, env, env_params), 1, repeats, compiler_options)
+    return _time("sac", sac_config.make_train(config, env, env_params), 1, repeats,
+                 compiler_options)
 
 
 def _time(agent: str, train, num_seeds: int, repeats: int, compiler_options: dict | None) -> dict:

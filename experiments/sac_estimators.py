@@ -44,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+from typing import NamedTuple
 
 from absl import app, flags
 import gymnax
@@ -52,6 +53,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import scipy.stats
 
+import gradest
 from agents import jit, prng_key, sac
 from experiments import _common
 from experiments.configs import sac as sac_configs
@@ -60,18 +62,27 @@ ENV_ID = "Pendulum-v1"
 
 K = 4  # actions scored per state by the score function
 
-# name -> SACConfig fields. actor_lr_scale: chosen by the tuning described above (TUNING).
+
+class Variant(NamedTuple):
+    """One actor-gradient estimator of the comparison, as the values SAC takes."""
+
+    estimator: gradest.GradientEstimator
+    baseline: sac.Baseline
+    num_action_samples: int   # actions per state (SACConfig.num_action_samples)
+    actor_lr_scale: float     # chosen by the tuning described above (TUNING)
+
+
+# name -> the actor's estimator and baseline (values), its actions per state and step size.
 VARIANTS = {
-    "pathwise": dict(actor_estimator="pathwise", actor_lr_scale=1.0),
-    "score_function+V": dict(actor_estimator="score_function", actor_baseline="value",
-                             num_action_samples=K, actor_lr_scale=0.1),
-    "score_function": dict(actor_estimator="score_function", num_action_samples=K,
-                           actor_lr_scale=0.3),
-    "score_function+mcV": dict(actor_estimator="score_function", actor_baseline="mc_value",
-                               num_action_samples=K, actor_lr_scale=1.0),
-    "score_function+LOO": dict(actor_estimator="score_function", actor_baseline="leave_one_out",
-                               num_action_samples=K, actor_lr_scale=1.0),
-    "zeroth_order": dict(actor_estimator="zeroth_order", actor_lr_scale=0.1),
+    "pathwise": Variant(gradest.pathwise(), sac.no_baseline(), 1, 1.0),
+    "score_function+V": Variant(gradest.score_function(), sac.learned_value(), K, 0.1),
+    "score_function": Variant(gradest.score_function(), sac.no_baseline(), K, 0.3),
+    "score_function+mcV": Variant(gradest.score_function(), sac.monte_carlo_value(K), K, 1.0),
+    "score_function+LOO": Variant(
+        gradest.score_function(gradest.baselines.leave_one_out(K)), sac.no_baseline(), K, 1.0),
+    # ε = 0.01 in action space, 4 antithetic direction pairs per state.
+    "zeroth_order": Variant(gradest.zeroth_order(0.01, 4, antithetic=True), sac.no_baseline(),
+                            1, 0.1),
 }
 # The tuning runs: variant -> {actor_lr_scale: mean of the last 3 evaluations over 2 seeds}.
 # Measured once (2 seeds, keys from jax.random.key(123), 10k steps, K = 4), before the tuned
@@ -110,19 +121,26 @@ COST_BOUND = 1.5  # cost per update within this factor of pathwise's: "about the
 
 
 def base_config(total_steps: int, **overrides) -> sac.SACConfig:
+    """The tuned Pendulum config's agent fields (its actor estimator is each variant's)."""
     fields = sac_configs.get_config(ENV_ID).to_dict()
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
     fields.update(total_steps=total_steps, verbose=False)
     # About 20 log points whatever the budget (the tuned config logs every 500 steps).
     fields["log_interval"] = max(1, total_steps // 20)
     fields.update(overrides)
-    return sac.SACConfig(**fields)
+    return sac_configs.agent_config(sac_configs.SACRunConfig(**fields), 1)
 
 
-def train_variant(config: sac.SACConfig, keys: jax.Array) -> dict:
+def variant_config(base: sac.SACConfig, variant: Variant) -> sac.SACConfig:
+    return base.replace(num_action_samples=variant.num_action_samples,
+                        actor_lr_scale=variant.actor_lr_scale)
+
+
+def train_variant(config: sac.SACConfig, variant: Variant, keys: jax.Array) -> dict:
     """Trains all seeds of one variant at once; metrics per seed and log, and the timings."""
     env, env_params = gymnax.make(ENV_ID)
-    train = jit(jax.vmap(sac.make_train(config, env, env_params)))
+    train = jit(jax.vmap(sac.make_train(config, env, env_params, variant.estimator,
+                                        variant.baseline)))
     start = time.perf_counter()
     compiled = train.lower(keys).compile()
     compile_s = time.perf_counter() - start
@@ -142,14 +160,15 @@ def time_updates(configs: dict, key: jax.Array, num_updates: int, rounds: int = 
     k_init, k_fill, k_run = jax.random.split(key, 3)
     programs = {}
     for name, config in configs.items():
-        agent = sac.make_agent(config, env, env_params)
-        state = sac.init_state(agent, k_init)
-        state, _ = jax.jit(lambda s, k, a=agent: jax.lax.scan(
+        variant = VARIANTS[name]
+        setup = sac.make_setup(config, env, env_params, variant.estimator, variant.baseline)
+        state = sac.init_state(setup, k_init)
+        state, _ = jax.jit(lambda s, k, a=setup: jax.lax.scan(
             functools.partial(sac.warmup_step, a), s, jax.random.split(k, config.batch_size)))(
                 state, k_fill)
         # The whole final state is the output: returning less would let XLA drop the updates.
-        run = jit(lambda s, k, a=agent: jax.lax.scan(
-            functools.partial(sac.update, a), s, jax.random.split(k, num_updates))[0])
+        run = jit(lambda s, k, a=setup: jax.lax.scan(
+            functools.partial(sac.learn, a), s, jax.random.split(k, num_updates))[0])
         compiled = run.lower(state, k_run).compile()
         jax.block_until_ready(compiled(state, k_run))
         programs[name] = (compiled, state)
@@ -308,11 +327,11 @@ def run(output_dir, *, num_seeds: int | None = None, total_steps: int | None = N
     keys = jax.random.split(prng_key(seed), sz.num_seeds)
     results = {"seed": seed, "quick": quick, "sizes": dataclasses.asdict(sz), "env": ENV_ID,
                "variants": {}}
-    configs = {name: base_config(sz.total_steps, **config_overrides).replace(**VARIANTS[name])
-               for name in variants}
+    configs = {name: variant_config(base_config(sz.total_steps, **config_overrides),
+                                    VARIANTS[name]) for name in variants}
     trained = {}
     for name, config in configs.items():
-        trained[name] = train_variant(config, keys)
+        trained[name] = train_variant(config, VARIANTS[name], keys)
         final = trained[name]["metrics"]["eval_return"][:, -1]
         log(f"{name}: final return {np.mean(final):.1f} (per seed {np.round(final).tolist()}), "
             f"train {trained[name]['train_seconds']:.1f}s")

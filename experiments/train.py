@@ -151,7 +151,7 @@ from absl import app, flags  # noqa: E402
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # noqa: E402
 from ml_collections import config_dict, config_flags  # noqa: E402
 
-from agents import _common as agents_common, _jit as agents_jit, _prng as agents_prng  # noqa: E402
+from agents import _jit as agents_jit, _prng as agents_prng, loop as agents_loop  # noqa: E402
 from experiments import _common, configs  # noqa: E402
 
 MIN_EVAL_EPISODES = 32
@@ -250,11 +250,13 @@ class Diverged(Exception):
 def validate_config(agent: str, config) -> None:
     """``UsageError`` for values no run can use: non-positive sizes, NaN or infinite floats,
     probabilities outside [0, 1], unknown activation / estimator / baseline names."""
-    from agents import networks, reinforce, sac
+    from agents import networks, reinforce
+    from experiments.configs import estimators
 
     choices = {"activation": tuple(networks.ACTIVATIONS)}
     if agent == "sac":
-        choices.update(actor_estimator=sac.ESTIMATORS, actor_baseline=sac.BASELINES)
+        choices.update(actor_estimator=tuple(estimators.ESTIMATORS),
+                       actor_baseline=estimators.BASELINES)
     if agent == "reinforce":
         choices["baseline"] = reinforce.BASELINES
     for f in dataclasses.fields(config):
@@ -325,7 +327,7 @@ def make_env(entry: configs.AgentEntry, agent: str, env_id: str):
     return env, env_params
 
 
-def make_stages(entry: configs.AgentEntry, config, env, env_params) -> agents_common.Stages:
+def make_stages(entry: configs.AgentEntry, config, env, env_params) -> agents_loop.Stages:
     """The agent's resumable stages; what the agent rejects when it is built (sizes that do not
     fit together, an estimator that does not fit the action space) is a ``UsageError``. Nothing
     is compiled yet."""
@@ -361,7 +363,7 @@ def run_info(agent: str, env_id: str, num_seeds: int, seed: int, config, devices
     return {
         "agent": agent, "env": env_id, "seed": seed, "num_seeds": num_seeds,
         "seed_keys": (f"seed i trains with jax.random.fold_in(jax.random.key({seed}, "
-                      f"impl={agents_common.KEY_IMPL!r}), i)"),
+                      f"impl={agents_prng.KEY_IMPL!r}), i)"),
         "config": config_dict_of(config),
         "packages": package_versions(),
         "python": sys.version.split()[0],
@@ -421,14 +423,14 @@ def _finite_per_seed(tree) -> jax.Array:
 
 class SeedTrainer:
     """``num_seeds`` seeds of one agent, their seed axis sharded over a ``Mesh`` of devices,
-    trained in chunks of log intervals (``agents._common.Stages``).
+    trained in chunks of log intervals (``agents.loop.Stages``).
 
     One seed runs under plain ``jax.jit`` (a batch of one under ``vmap`` compiles slower);
     several under ``jax.jit(jax.vmap(...))`` with inputs and outputs sharded along the seed axis,
     so each device trains its share of the seeds and nothing crosses devices.
     """
 
-    def __init__(self, stages: agents_common.Stages, num_seeds: int, seed: int, devices=None):
+    def __init__(self, stages: agents_loop.Stages, num_seeds: int, seed: int, devices=None):
         self.stages, self.num_seeds, self.seed = stages, num_seeds, seed
         self.devices = seed_devices(num_seeds, devices)
         if len(self.devices) > 1 or jax.process_count() > 1:
@@ -436,7 +438,7 @@ class SeedTrainer:
             agents_prng.lower_mulhi_portably()
         self.mesh = Mesh(np.array(self.devices), ("seeds",))
         self.sharding = NamedSharding(self.mesh, P("seeds"))
-        base = agents_common.prng_key(seed)
+        base = agents_prng.prng_key(seed)
         self.key_impl = jax.random.key_impl(base)
         data = np.asarray(jax.random.key_data(
             jax.vmap(lambda i: jax.random.fold_in(base, i))(np.arange(num_seeds))))
@@ -537,8 +539,8 @@ def train_seeds(entry: configs.AgentEntry, config, env, env_params, num_seeds: i
     jax.block_until_ready((carry, metrics))
     train_s = time.perf_counter() - start
     params, obs_stats = trainer.output(carry)
-    metrics = agents_common.finish_metrics({k: np.asarray(v) for k, v in _to_host(metrics).items()})
-    return agents_common.TrainOutput(params, obs_stats, metrics), compile_s, train_s
+    metrics = agents_loop.finish_metrics({k: np.asarray(v) for k, v in _to_host(metrics).items()})
+    return agents_loop.TrainOutput(params, obs_stats, metrics), compile_s, train_s
 
 
 # --------------------------------------------------------------------------------------------
@@ -631,7 +633,7 @@ def plot(metrics: dict, path: str, title: str) -> None:
 
 def _reported(raw: dict) -> dict:
     """Raw stage metrics (numpy) → what metrics.json holds."""
-    return {k: v for k, v in agents_common.finish_metrics(raw).items() if k != "eval_returns"}
+    return {k: v for k, v in agents_loop.finish_metrics(raw).items() if k != "eval_returns"}
 
 
 def _first_non_finite(raw: dict, carry_ok: np.ndarray) -> tuple[int, list[int], list[str]] | None:
@@ -778,8 +780,8 @@ def _train_and_write(trainer: SeedTrainer, ckpt: Checkpoints | None, info: dict,
           f"(per seed {np.round(final, 1).tolist()}), compile {compile_s:.1f}s, "
           f"train {train_s:.1f}s, {summary['env_steps_per_second']:,.0f} env steps/s")
     params, obs_stats = trainer.output(carry)
-    return summary, agents_common.TrainOutput(params, obs_stats,
-                                              agents_common.finish_metrics(raw))
+    return summary, agents_loop.TrainOutput(params, obs_stats,
+                                              agents_loop.finish_metrics(raw))
 
 
 def _concat(chunks: list[dict]) -> dict:

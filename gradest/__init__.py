@@ -8,6 +8,7 @@ from gradest import baselines, diagnostics, testing
 from gradest._core import (EstimatorError, GradientEstimator, Traits, check_compatible,
                            is_discrete)
 from gradest.diagnostics import GradientStats, gradient_stats
+from gradest.enumeration import exact_enumeration
 from gradest.distributions import StudentT, TanhNormal
 from gradest.estimate import Estimate, batch_surrogate, estimate_grad, per_sample_grads
 from gradest.gumbel import (exponential_anneal, constant_temperature, gumbel_max_sample,
@@ -21,7 +22,7 @@ __version__ = "0.1.0"
 __all__ = [
     "EstimatorError", "GradientEstimator", "Traits", "check_compatible", "is_discrete",
     "baselines", "diagnostics", "testing", "GradientStats", "gradient_stats",
-    "StudentT", "TanhNormal",
+    "exact_enumeration", "StudentT", "TanhNormal",
     "Estimate", "batch_surrogate", "estimate_grad", "per_sample_grads",
     "exponential_anneal", "constant_temperature", "gumbel_max_sample", "gumbel_softmax",
     "gumbel_softmax_sample", "straight_through",

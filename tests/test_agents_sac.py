@@ -29,9 +29,16 @@ def _fast_compiles():
     jax.config.update("jax_disable_most_optimizations", previous)
 
 
-def _agent(env_id="Pendulum-v1", **overrides):
+def _default_estimator(env_id):
+    return gradest.exact_enumeration() if env_id == "CartPole-v1" else gradest.pathwise()
+
+
+def _agent(env_id="Pendulum-v1", estimator=None, baseline=None, **overrides):
+    """The agent's static pieces (``sac.Setup``) with tiny networks."""
     env, env_params = gymnax.make(env_id)
-    return sac.make_agent(sac.SACConfig(**{**TINY, **overrides}), env, env_params)
+    estimator = _default_estimator(env_id) if estimator is None else estimator
+    return sac.make_setup(sac.SACConfig(**{**TINY, **overrides}), env, env_params, estimator,
+                          baseline)
 
 
 def _filled_state(agent, key, size=16):
@@ -82,12 +89,6 @@ def test_soft_value_takes_the_min_of_twin_q_and_the_entropy_term():
                                1.0 + alpha, rtol=1e-6)
 
 
-def test_td_target_bootstraps_truncation_and_stops_at_termination():
-    reward, v_next, gamma = jnp.array([1.0, 1.0]), jnp.array([10.0, 10.0]), 0.9
-    terminated = jnp.array([False, True])
-    np.testing.assert_allclose(sac.td_target(reward, terminated, v_next, gamma), [10.0, 1.0])
-
-
 def test_critic_loss_pulls_both_critics_to_the_target():
     q = jnp.array([1.0, 3.0])
     np.testing.assert_allclose(sac.critic_loss(q, 2.0), 1.0)
@@ -107,14 +108,9 @@ def test_alpha_update_inside_the_agent_moves_toward_the_target_entropy():
     # A target far above any reachable entropy: α must grow in every update.
     agent = _agent(target_entropy_scale=-50.0)
     state = _filled_state(agent, jax.random.key(0))
-    new_state, metrics = jax.jit(functools.partial(sac.update, agent))(state, jax.random.key(1))
+    new_state, metrics = jax.jit(functools.partial(sac.learn, agent))(state, jax.random.key(1))
     assert float(new_state.log_alpha) > float(state.log_alpha)
     assert float(metrics.entropy) < float(agent.target_entropy)
-
-
-def test_polyak_update_mixes_target_and_online():
-    out = sac.polyak_update({"w": jnp.ones(2)}, {"w": jnp.zeros(2)}, 0.75)
-    np.testing.assert_allclose(out["w"], [0.75, 0.75])
 
 
 def test_tanh_log_prob_correction_inside_the_agent():
@@ -138,18 +134,6 @@ def test_tanh_log_prob_correction_inside_the_agent():
                                                                            dist.scale), -1))
 
 
-def test_exact_expectation_estimator_gives_the_exact_gradient():
-    values = jnp.array([1.0, -2.0, 0.5])
-    make_dist = lambda p: distrax.OneHotCategorical(logits=p, dtype=jnp.float32)
-    f = lambda p, y: jnp.dot(y, values) + jnp.sum(p**2)
-    logits = jnp.array([0.1, 0.4, -0.3])
-    exact = jax.grad(lambda p: jnp.dot(jax.nn.softmax(p), values) + jnp.sum(p**2))(logits)
-    est = sac.exact_expectation()
-    grad, _ = jax.grad(est.surrogate, argnums=1, has_aux=True)(
-        jax.random.key(0), logits, make_dist, f, est.init())
-    np.testing.assert_allclose(grad, exact, rtol=1e-6)
-
-
 # --------------------------------------------------------------------------------------------
 # The agent.
 
@@ -168,47 +152,60 @@ def test_replay_keeps_the_pre_reset_observation_at_truncation():
     assert not np.allclose(data.next_obs[199], data.obs[200])  # obs[200] is after the reset
 
 
-@pytest.mark.parametrize("env_id, estimator", [("CartPole-v1", "pathwise"),
-                                               ("CartPole-v1", "zeroth_order"),
-                                               ("Pendulum-v1", "gumbel_softmax"),
-                                               ("Pendulum-v1", "exact")])
+@pytest.mark.parametrize("env_id, estimator", [
+    ("CartPole-v1", gradest.pathwise()),
+    ("CartPole-v1", gradest.zeroth_order(0.01, 4, antithetic=True)),
+    ("Pendulum-v1", gradest.gumbel_softmax(1.0)),
+    ("Pendulum-v1", gradest.exact_enumeration())])
 def test_incompatible_estimator_raises_when_the_agent_is_built(env_id, estimator):
     with pytest.raises(gradest.EstimatorError):
-        _agent(env_id, actor_estimator=estimator)
+        _agent(env_id, estimator)
 
 
-def test_baseline_without_the_score_function_raises():
-    with pytest.raises(gradest.EstimatorError, match="score"):
-        _agent(actor_estimator="pathwise", actor_baseline="value")
+def test_actions_per_state_must_fill_whole_estimator_calls():
+    """A leave-one-out group of 4 is one call of 4 actions: 6 actions per state cannot be."""
+    loo = gradest.score_function(gradest.baselines.leave_one_out(4))
+    with pytest.raises(ValueError, match="multiple"):
+        _agent(estimator=loo, num_action_samples=6)
+    assert _agent(estimator=loo, num_action_samples=8).actor_draws == 2
 
 
-# One fast case per estimator family; the other combinations run with -m slow.
+def _loo(k):
+    return gradest.score_function(gradest.baselines.leave_one_out(k))
+
+
+# (env, estimator, baseline, actions per state). One fast case per estimator family; the other
+# combinations run with -m slow.
 ESTIMATOR_CASES = [
-    ("Pendulum-v1", "pathwise", "none"),
-    ("Pendulum-v1", "score_function", "value"),
-    ("Pendulum-v1", "zeroth_order", "none"),
-    ("CartPole-v1", "exact", "none"),
-    ("CartPole-v1", "straight_through", "none"),
-    pytest.param("Pendulum-v1", "score_function", "none", marks=pytest.mark.slow),
-    pytest.param("Pendulum-v1", "score_function", "mc_value", marks=pytest.mark.slow),
-    pytest.param("Pendulum-v1", "score_function", "leave_one_out", marks=pytest.mark.slow),
-    pytest.param("CartPole-v1", "gumbel_softmax", "none", marks=pytest.mark.slow),
-    pytest.param("CartPole-v1", "score_function", "none", marks=pytest.mark.slow),
+    ("Pendulum-v1", gradest.pathwise(), None, 1),
+    ("Pendulum-v1", gradest.score_function(), sac.learned_value(), 4),
+    ("Pendulum-v1", gradest.zeroth_order(0.01, 4, antithetic=True), None, 1),
+    ("CartPole-v1", gradest.exact_enumeration(), None, 1),
+    ("CartPole-v1", gradest.straight_through(gradest.exponential_anneal(1.0, 1e-4, 0.5)), None,
+     1),
+    pytest.param("Pendulum-v1", gradest.score_function(), None, 4, marks=pytest.mark.slow),
+    pytest.param("Pendulum-v1", gradest.score_function(), sac.monte_carlo_value(4), 4,
+                 marks=pytest.mark.slow),
+    pytest.param("Pendulum-v1", _loo(4), None, 4, marks=pytest.mark.slow),
+    pytest.param("CartPole-v1", gradest.gumbel_softmax(gradest.exponential_anneal(1.0, 1e-4, 0.5)),
+                 None, 1, marks=pytest.mark.slow),
+    pytest.param("CartPole-v1", gradest.score_function(), None, 4, marks=pytest.mark.slow),
 ]
 
 
-@pytest.mark.parametrize("env_id, estimator, baseline", ESTIMATOR_CASES)
-def test_every_estimator_updates_under_jit_and_vmap(env_id, estimator, baseline):
-    agent = _agent(env_id, actor_estimator=estimator, actor_baseline=baseline)
+@pytest.mark.parametrize("env_id, estimator, baseline, samples", ESTIMATOR_CASES)
+def test_every_estimator_updates_under_jit_and_vmap(env_id, estimator, baseline, samples):
+    agent = _agent(env_id, estimator, baseline, num_action_samples=samples)
     # Two seeds of one start state (built eagerly: its small ops compile once for all cases).
     states = jax.tree.map(lambda x: jnp.stack([x, x]), _filled_state(agent, jax.random.key(0)))
 
     @jax.jit
     def run(states, keys):
         def updates(state, key):
-            state, metrics = jax.lax.scan(functools.partial(sac.update, agent), state,
+            state, metrics = jax.lax.scan(functools.partial(sac.learn, agent), state,
                                           jax.random.split(key, 3))
-            return state, metrics, sac.actor_gradient_stats(agent, state, key)
+            grads = sac.actor_gradients(agent, state, key)[""]
+            return state, metrics, gradest.gradient_stats(grads)
         return jax.vmap(updates)(states, keys)
 
     new, metrics, stats = run(states, jax.random.split(jax.random.key(1), 2))
@@ -217,24 +214,24 @@ def test_every_estimator_updates_under_jit_and_vmap(env_id, estimator, baseline)
     assert np.all(np.asarray(new.num_updates) == 3)
     moved = jax.tree.map(lambda a, b: jnp.any(a != b), new.actor_params, states.actor_params)
     assert any(jax.tree.leaves(moved)), "the actor did not move"
-    if estimator in ("gumbel_softmax", "straight_through"):
+    if estimator.traits.name.startswith(("gumbel", "straight")):
         assert np.all(np.asarray(new.estimator_state.step) == 3)  # the τ schedule advanced
 
 
-@pytest.mark.parametrize("estimator, baseline", [("pathwise", "none"),
-                                                 ("score_function", "leave_one_out"),
-                                                 ("zeroth_order", "none")])
-def test_updates_from_a_saturated_state_stay_finite(estimator, baseline):
+@pytest.mark.parametrize("estimator, samples", [(gradest.pathwise(), 1), (_loo(4), 4),
+                                                (gradest.zeroth_order(0.01, 4, antithetic=True),
+                                                 1)])
+def test_updates_from_a_saturated_state_stay_finite(estimator, samples):
     """A deliberately bad start (actor pre-activations ×100: μ and σ saturated, the actions at
     ±1 where log π and the tanh inverse are extreme; α at its cap; a large step size) must not
     produce NaN under any estimator: f clips the probed actions into the box, the gradients are
     clipped, α is capped."""
-    agent = _agent(actor_estimator=estimator, actor_baseline=baseline, learning_rate=0.1,
+    agent = _agent(estimator=estimator, num_action_samples=samples, learning_rate=0.1,
                    max_grad_norm=10.0, max_alpha=1e3)
     state = _filled_state(agent, jax.random.key(0))
     state = state.replace(actor_params=jax.tree.map(lambda x: 100.0 * x, state.actor_params),
                           log_alpha=jnp.log(jnp.float32(1e3)))
-    run = jax.jit(lambda s, k: jax.lax.scan(functools.partial(sac.update, agent), s,
+    run = jax.jit(lambda s, k: jax.lax.scan(functools.partial(sac.learn, agent), s,
                                             jax.random.split(k, 5)))
     new, metrics = run(state, jax.random.key(1))
     chex.assert_tree_all_finite((metrics, new.actor_params, new.critic_params, new.log_alpha))
@@ -250,7 +247,7 @@ def test_updates_from_a_saturated_state_stay_finite(estimator, baseline):
 def test_make_train_runs_under_jit_and_vmap_with_finite_metrics():
     env, env_params = gymnax.make("Pendulum-v1")
     config = sac.SACConfig(**TINY)
-    out = jax.jit(jax.vmap(sac.make_train(config, env, env_params)))(
+    out = jax.jit(jax.vmap(sac.make_train(config, env, env_params, gradest.pathwise())))(
         jax.random.split(jax.random.key(0), 2))
     chex.assert_shape(out.metrics["eval_returns"], (2, 2, config.eval_episodes))
     np.testing.assert_array_equal(out.metrics["env_steps"][0], [40, 64])
@@ -259,12 +256,12 @@ def test_make_train_runs_under_jit_and_vmap_with_finite_metrics():
 
 
 def test_loop_sizes_total_the_budget():
-    sizes = sac.loop_sizes(sac.SACConfig(total_steps=10_000, warmup_steps=256, log_interval=500))
-    assert sizes.warmup_iterations >= 256 and sizes.env_steps(1) == 10_000
-    assert sizes.iterations_per_log >= 500
+    sizes = sac.sizes(sac.SACConfig(total_steps=10_000, warmup_steps=256, log_interval=500))
+    assert sizes.warmup_updates >= 256 and sizes.total_env_steps == 10_000
+    assert sizes.updates_per_log >= 500
     config = sac.SACConfig(total_steps=50_000, warmup_steps=1000, num_envs=5, log_interval=500)
-    sizes = sac.loop_sizes(config)
-    assert sizes.warmup_iterations * 5 >= 1000 and sizes.env_steps(5) == 50_000
+    sizes = sac.sizes(config)
+    assert sizes.warmup_updates * 5 >= 1000 and sizes.total_env_steps == 50_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,9 +278,10 @@ def _tuned(env_id, **overrides):
 
 def _final_eval_return(env_id: str, total_steps: int) -> float:
     """Mean final evaluation return of 2 seeds of the tuned config at ``total_steps``."""
+    from experiments import configs
     config = _tuned(env_id, total_steps=total_steps)
     env, env_params = gymnax.make(env_id)
-    out = jax.jit(jax.vmap(sac.make_train(config, env, env_params)))(
+    out = jax.jit(jax.vmap(configs.REGISTRY["sac"].make_train(config, env, env_params)))(
         jax.random.split(jax.random.key(0), 2))
     return float(jnp.mean(out.metrics["eval_return"][:, -1]))
 

@@ -1,5 +1,7 @@
 """Every agent trains for a few updates under jit and vmap with finite metrics (tiny sizes)."""
 
+import functools
+
 import chex
 import gymnax
 import jax
@@ -7,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from agents import _common, actor_critic, networks, ppo, reinforce
+import gradest
+from agents import actor_critic, config as config_lib, losses, networks, on_policy, ppo, reinforce
 
 # Tiny sizes: 2 envs × 8 steps, 3 logs of 2 updates, 2 evaluation episodes.
 TINY = dict(num_envs=2, num_steps=8, total_steps=2 * 8 * 6, log_interval=2, eval_episodes=2,
@@ -57,7 +60,7 @@ def test_vmap_over_traced_hyperparameters():
     env, params = _env("CartPole-v1")
     config = reinforce.ReinforceConfig(baseline="learned", **TINY)
     train = reinforce.make_train(config, env, params)
-    configs = _common.stack_configs([config.replace(learning_rate=1e-2, gamma=0.9),
+    configs = config_lib.stack_configs([config.replace(learning_rate=1e-2, gamma=0.9),
                                      config.replace(learning_rate=1e-4, gamma=0.99)])
     keys = jnp.stack([jax.random.key(0)] * NUM_SEEDS)
     out = jax.jit(jax.vmap(train))(keys, configs)
@@ -84,7 +87,7 @@ def test_bad_sizes_are_rejected():
     with pytest.raises(ValueError, match="baseline"):
         reinforce.make_train(reinforce.ReinforceConfig(baseline="optimal", **TINY), env, params)
     with pytest.raises(ValueError, match="unsupported action space"):
-        _common.make_setup(ppo.PPOConfig(**TINY), _DictActions(), params)
+        on_policy.make_setup(ppo.PPOConfig(**TINY), _DictActions(), params)
 
 
 class _DictActions:
@@ -102,7 +105,7 @@ def test_policy_gradient_loss_is_score_function_at_theta_old():
     old_log_prob = actor.apply(params, obs).log_prob(action)
 
     def loss(p):
-        return _common.policy_gradient_loss(actor.apply(p, obs).log_prob(action), old_log_prob, adv)[0]
+        return losses.policy_gradient_loss(actor.apply(p, obs).log_prob(action), old_log_prob, adv)[0]
 
     expected = jax.tree.map(lambda g: -adv * g,
                             jax.grad(lambda p: actor.apply(p, obs).log_prob(action))(params))
@@ -195,7 +198,7 @@ def test_eval_every_skips_evaluations_and_changes_nothing_else(agent):
         config = sac.SACConfig(actor_widths=(8,), critic_widths=(8,), batch_size=8,
                                warmup_steps=16, buffer_size=64, total_steps=16 + 3 * 8,
                                log_interval=8, eval_episodes=2, verbose=False)
-        make_train = sac.make_train
+        make_train = functools.partial(sac.make_train, estimator=gradest.pathwise())
     keys = jax.random.split(jax.random.key(0), NUM_SEEDS)
     every = jax.jit(jax.vmap(make_train(config, env, params)))(keys)
     sparse = jax.jit(jax.vmap(make_train(config.replace(eval_every=2), env, params)))(keys)

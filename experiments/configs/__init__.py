@@ -4,8 +4,8 @@ Each agent has a module here whose ``get_config(env_id) -> ml_collections.Config
 its defaults with that environment's tuned values applied (a comment per field). ``REGISTRY``
 maps ``--agent`` names to what ``experiments.train`` needs; add an agent with ``register``:
 
-    register("sac", AgentEntry(sac.make_train, sac.SACConfig, sac_config.get_config,
-                               discrete=True, continuous=True))
+    register("sac", AgentEntry(sac_config.make_train, sac_config.SACRunConfig,
+                               sac_config.get_config, discrete=True, continuous=True))
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import ml_collections
 import agents.actor_critic
 import agents.ppo
 import agents.reinforce
-import agents.sac
 from experiments.configs import actor_critic as actor_critic_config
 from experiments.configs import ppo as ppo_config
 from experiments.configs import reinforce as reinforce_config
@@ -32,7 +31,7 @@ class AgentEntry(NamedTuple):
       config_cls: the agent's config dataclass (static and traced fields).
       get_config: ``get_config(env_id) -> ConfigDict`` of tuned defaults.
       discrete, continuous: which action spaces the agent supports.
-      make_stages: ``make_stages(config, env, env_params) -> agents._common.Stages``: the same
+      make_stages: ``make_stages(config, env, env_params) -> agents.loop.Stages``: the same
         run as resumable pieces (``experiments.train`` shards and checkpoints them).
     """
 
@@ -62,8 +61,8 @@ register("actor_critic", AgentEntry(agents.actor_critic.make_train,
                                     agents.actor_critic.ActorCriticConfig,
                                     actor_critic_config.get_config, discrete=True, continuous=True,
                                     make_stages=agents.actor_critic.make_stages))
-register("sac", AgentEntry(agents.sac.make_train, agents.sac.SACConfig, sac_config.get_config,
-                           discrete=True, continuous=True, make_stages=agents.sac.make_stages))
+register("sac", AgentEntry(sac_config.make_train, sac_config.SACRunConfig, sac_config.get_config,
+                           discrete=True, continuous=True, make_stages=sac_config.make_stages))
 
 
 def build(entry: AgentEntry, config: ml_collections.ConfigDict) -> Any:

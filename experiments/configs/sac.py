@@ -1,4 +1,5 @@
-"""SAC configurations: ``agents.sac.SACConfig`` defaults, then per-environment tuned values.
+"""SAC configurations: ``agents.sac.SACConfig`` defaults and the actor's estimator by name
+(``SACRunConfig``), then per-environment tuned values.
 
     python -m experiments.train --agent=sac --env=Pendulum-v1 --output_dir=/tmp/sac_pendulum
     python -m experiments.train --agent=sac --env=CartPole-v1 --output_dir=/tmp/sac_cartpole
@@ -8,10 +9,63 @@
 
 from __future__ import annotations
 
-import ml_collections
+import dataclasses
 
+import ml_collections
+from flax import struct
+
+from agents import sac
+from agents.config import static
 from agents.sac import SACConfig
+from experiments.configs import estimators
 from experiments.configs._base import with_tuned
+
+
+@struct.dataclass
+class SACRunConfig(SACConfig):
+    """``SACConfig`` and, by name, the actor's estimator and baseline with their
+    hyperparameters (``experiments.configs.estimators``): what ``--config.<field>`` sets."""
+
+    actor_estimator: str = static("pathwise")  # one of estimators.ESTIMATORS
+    actor_baseline: str = static("none")  # score function only: one of estimators.BASELINES
+    # K: actions scored per state by the score function (all baselines; the leave-one-out group)
+    # and fresh actions averaged by the "mc_value" baseline (num_action_samples for the others).
+    score_function_samples: int = static(4)
+    zeroth_order_epsilon: float = static(0.01)  # smoothing scale ε in action space
+    zeroth_order_directions: int = static(4)  # antithetic direction pairs per state
+    gumbel_temperature: float = static(1.0)  # initial Gumbel-Softmax temperature τ₀ (seed 001)
+    gumbel_anneal_rate: float = static(1e-4)  # τ_t = max(τ_min, τ₀ exp(−rate · updates))
+    gumbel_min_temperature: float = static(0.5)  # τ_min
+
+
+def actor(config: SACRunConfig) -> estimators.Actor:
+    """The estimator, baseline and actions per state that ``config`` names."""
+    settings = estimators.EstimatorSettings(
+        config.score_function_samples, config.zeroth_order_epsilon,
+        config.zeroth_order_directions, config.gumbel_temperature, config.gumbel_anneal_rate,
+        config.gumbel_min_temperature)
+    return estimators.make_actor(config.actor_estimator, config.actor_baseline,
+                                 config.num_action_samples, settings)
+
+
+def agent_config(config: SACRunConfig, num_action_samples: int) -> SACConfig:
+    """The agent's own fields of ``config``, with the actor's actions per state."""
+    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(SACConfig)}
+    return SACConfig(**{**fields, "num_action_samples": num_action_samples})
+
+
+def make_stages(config: SACRunConfig, env, env_params):
+    """``agents.sac.make_stages`` with the actor ``config`` names."""
+    a = actor(config)
+    return sac.make_stages(agent_config(config, a.num_action_samples), env, env_params,
+                           a.estimator, a.baseline)
+
+
+def make_train(config: SACRunConfig, env, env_params):
+    """``agents.sac.make_train`` with the actor ``config`` names."""
+    a = actor(config)
+    return sac.make_train(agent_config(config, a.num_action_samples), env, env_params,
+                          a.estimator, a.baseline)
 
 # Every other field keeps the SACConfig default.
 TUNED = {
@@ -57,7 +111,8 @@ TUNED = {
         critic_widths=(64, 64),
         activation="tanh",
         normalize_obs=False,
-        actor_estimator="exact",    # Σ_a π(a|s)(α log π(a|s) − min_j Q_j(s, a)); or
+        actor_estimator="exact",    # gradest.exact_enumeration: Σ_a π(a|s)(α log π(a|s) −
+                                    # min_j Q_j(s, a)) and its exact gradient; or
                                     # straight_through, gumbel_softmax, score_function
         learning_rate=1e-3,
         gamma=0.99,
@@ -71,4 +126,4 @@ def get_config(env_id: str) -> ml_collections.ConfigDict:
     """SAC's config for ``env_id`` (the defaults where it has no tuned entry; the default actor
     estimator, pathwise, needs continuous actions: pass --config.actor_estimator=exact, say, for
     an untuned discrete environment)."""
-    return with_tuned(SACConfig, TUNED, env_id)
+    return with_tuned(SACRunConfig, TUNED, env_id)
