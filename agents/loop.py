@@ -131,7 +131,7 @@ def _print_progress(name: str, total: int, keys: tuple[str, ...], steps, train_r
     evaluated, then the agent's ``progress_keys``."""
     train_text = float(train_return) if int(episodes) > 0 else float("nan")
     eval_text = f"{float(eval_return):8.2f}" if bool(evaluated) else "       –"
-    extra = "".join(f" | {k} {float(v):.3g}" for k, v in zip(keys, shown))
+    extra = "".join(f" | {k} {float(v):.3g}" for k, v in zip(keys, shown, strict=True))
     print(f"[{name}] {int(steps):>9,}/{total:,} env steps | train return {train_text:8.2f} | "
           f"eval return {eval_text}{extra}", flush=True)
 

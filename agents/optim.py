@@ -22,7 +22,7 @@ def linear_decay(learning_rate: float | Array, num_steps: int,
 
 
 def _network_labels(params: dict) -> dict:
-    return {name: jax.tree.map(lambda _: name, tree) for name, tree in params.items()}
+    return {name: jax.tree.map(lambda _, n=name: n, tree) for name, tree in params.items()}
 
 
 def clipped_adam(learning_rate: float | Array | optax.Schedule, max_grad_norm: float | Array,

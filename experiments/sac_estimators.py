@@ -163,8 +163,8 @@ def time_updates(configs: dict, key: jax.Array, num_updates: int, rounds: int = 
         variant = VARIANTS[name]
         setup = sac.make_setup(config, env, env_params, variant.estimator, variant.baseline)
         state = sac.init_state(setup, k_init)
-        state, _ = jax.jit(lambda s, k, a=setup: jax.lax.scan(
-            functools.partial(sac.warmup_step, a), s, jax.random.split(k, config.batch_size)))(
+        state, _ = jax.jit(lambda s, k, a=setup, n=config.batch_size: jax.lax.scan(
+            functools.partial(sac.warmup_step, a), s, jax.random.split(k, n)))(
                 state, k_fill)
         # The whole final state is the output: returning less would let XLA drop the updates.
         run = jit(lambda s, k, a=setup: jax.lax.scan(

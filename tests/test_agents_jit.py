@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import agents
+import gradest
 from agents import sac
 from agents import _jit
 from agents._jit import CPU_COMPILER_OPTIONS
@@ -50,13 +51,13 @@ def test_elementwise_matmul_and_sums_are_bitwise_those_of_jax_jit():
 
 def test_one_sac_update_agrees_with_jax_jit_to_rounding():
     env, env_params = gymnax.make("Pendulum-v1")
-    agent = sac.make_agent(sac.SACConfig(warmup_steps=256, batch_size=256, verbose=False), env,
-                           env_params)
+    agent = sac.make_setup(sac.SACConfig(warmup_steps=256, batch_size=256, verbose=False), env,
+                           env_params, gradest.pathwise())
     state = sac.init_state(agent, agents.prng_key(0))
     state, _ = jax.jit(lambda s, k: jax.lax.scan(functools.partial(sac.warmup_step, agent), s,
                                                  jax.random.split(k, 256)))(state,
                                                                             agents.prng_key(1))
-    update = lambda s, k: sac.update(agent, s, k)
+    update = lambda s, k: sac.learn(agent, s, k)
     ours, plain = agents.jit(update)(state, agents.prng_key(2)), jax.jit(update)(
         state, agents.prng_key(2))
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(plain)):

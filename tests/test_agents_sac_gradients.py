@@ -11,6 +11,9 @@ here. A negative control (an estimator that drops the score term) must disagree 
 5 standard errors, so the sample sizes give the comparison teeth.
 """
 
+from typing import NamedTuple
+
+import chex
 import gymnax
 import jax
 import jax.flatten_util
@@ -118,3 +121,50 @@ def test_discrete_estimators_agree_with_exact_enumeration():
         assert z < Z_BOUND, f"{name} vs exact enumeration: max |z| = {z:.2f}"
     control = _per_sample_grads(_setup("CartPole-v1", _direct_only()), KEY)
     assert _max_z(control, exact) > Z_BOUND
+
+
+# --------------------------------------------------------------------------------------------
+# A user's own estimator, written here, trains SAC without any change to agents/.
+
+
+class _RunningMeanState(NamedTuple):
+    mean: jax.Array    # the control variate c: a moving average of f over past batches
+    calls: jax.Array   # how many batches updated it
+
+
+def _score_function_with_running_mean(decay: float = 0.9) -> gradest.GradientEstimator:
+    """Score function with its own control variate c, a moving average of f over earlier
+    batches (free of the current draw, so unbiased): surrogate f + sg(f − c)(log q − sg(log q))."""
+    traits = gradest.Traits("score_function[running_mean]", unbiased=True,
+                            needs_differentiable_f=False, supports="any")
+
+    def init():
+        return _RunningMeanState(jnp.zeros(()), jnp.zeros((), jnp.int32))
+
+    def surrogate(key, params, make_dist, f, state):
+        dist = make_dist(params)
+        z = jax.lax.stop_gradient(dist.sample(seed=key))
+        fz = f(params, z)
+        log_q = jnp.sum(dist.log_prob(z))
+        magic = log_q - jax.lax.stop_gradient(log_q)    # 0 forward, ∇ log q backward
+        return fz + jax.lax.stop_gradient(fz - state.mean) * magic, {"f": fz}
+
+    def update(state, aux):
+        return _RunningMeanState(decay * state.mean + (1 - decay) * jnp.mean(aux["f"]),
+                                 state.calls + 1)
+
+    return gradest.GradientEstimator(init, surrogate, update, traits)
+
+
+def test_sac_trains_with_an_estimator_written_outside_agents():
+    env, env_params = gymnax.make("Pendulum-v1")
+    config = sac.SACConfig(**{**TINY, "num_action_samples": 2})
+    stages = sac.make_stages(config, env, env_params, _score_function_with_running_mean())
+    carry = jax.jit(stages.init)(jax.random.key(0))
+    carry, metrics = jax.jit(stages.run, static_argnums=2)(carry, 0, stages.num_logs)
+    chex.assert_tree_all_finite(metrics)
+    chex.assert_tree_all_finite(stages.output(carry)[0])
+    # The estimator's own state saw every gradient step, and its control variate moved off 0.
+    updates = sac.sizes(config).num_updates * config.updates_per_step
+    assert int(carry.state.estimator_state.calls) == updates
+    assert float(carry.state.estimator_state.mean) != 0.0

@@ -62,8 +62,11 @@ def _score_function(baseline: str, k: int) -> Actor:
     return Actor(gradest.score_function(), state_baseline, k)
 
 
+DEFAULT_SETTINGS = EstimatorSettings()
+
+
 def make_actor(name: str, baseline: str = "none", num_action_samples: int = 1,
-               settings: EstimatorSettings = EstimatorSettings()) -> Actor:
+               settings: EstimatorSettings = DEFAULT_SETTINGS) -> Actor:
     """The actor of ``--config.actor_estimator=name --config.actor_baseline=baseline``.
 
     ``gradest.EstimatorError`` for an unknown name, or a baseline with an estimator other than
