@@ -155,7 +155,8 @@ def make_optimizer(config: CommonConfig, num_gradient_steps: int) -> optax.Gradi
     shrink the actor's step.
     """
     if config.anneal_lr:
-        lr = lambda count: config.learning_rate * (1.0 - count / num_gradient_steps)
+        def lr(count):
+            return config.learning_rate * (1.0 - count / num_gradient_steps)
     else:
         lr = config.learning_rate
     clip = optax.clip_by_global_norm(config.max_grad_norm)
@@ -322,7 +323,7 @@ def _per_sample_grads(setup: Setup, actor_params: Params, batch: PolicyBatch,
     log_probs, score = jax.vmap(jax.value_and_grad(log_prob), in_axes=(None, 0, 0))(
         actor_params, batch.obs, batch.action)
     ratio = jnp.exp(log_probs - batch.log_prob)
-    weights = -ratio * advantages                                   # [K, S]
+    weights = -ratio[None] * advantages                             # [K, S]
     return jax.tree.map(
         lambda g: weights.reshape(weights.shape + (1,) * (g.ndim - 1)) * g[None], score)
 

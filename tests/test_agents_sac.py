@@ -140,8 +140,11 @@ def test_tanh_log_prob_correction_inside_the_agent():
 
 def test_exact_expectation_estimator_gives_the_exact_gradient():
     values = jnp.array([1.0, -2.0, 0.5])
-    make_dist = lambda p: distrax.OneHotCategorical(logits=p, dtype=jnp.float32)
-    f = lambda p, y: jnp.dot(y, values) + jnp.sum(p**2)
+    def make_dist(p):
+        return distrax.OneHotCategorical(logits=p, dtype=jnp.float32)
+
+    def f(p, y):
+        return jnp.dot(y, values) + jnp.sum(p**2)
     logits = jnp.array([0.1, 0.4, -0.3])
     exact = jax.grad(lambda p: jnp.dot(jax.nn.softmax(p), values) + jnp.sum(p**2))(logits)
     est = sac.exact_expectation()
