@@ -2,7 +2,9 @@
 
 For each estimator on a problem it applies to: the surrogate is a scalar; its value is f at the
 sample the estimator drew; jit equals no-jit; one trace per input shape; gradients are finite;
-the same key gives the same result; and an incompatible distribution raises at trace time.
+the same key gives the same result; ``estimate_grad`` is the mean of the per-sample surrogate
+gradients over split keys, written out as a loop; and an incompatible distribution raises at
+trace time. (That each estimator's mean is the right gradient is test_gradest_exact's job.)
 """
 
 import chex
