@@ -137,7 +137,7 @@ class Dense(nn.Module):
         if self.is_initializing():
             self.variable(_GAINS, "kernel", lambda: jnp.float32(self.gain))
         y = jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
-        return y + bias
+        return y + jnp.broadcast_to(bias, y.shape)
 
 
 class Network(nn.Module):

@@ -62,7 +62,8 @@ def to_env_action(spec: ActionSpec, action: Array) -> Array:
     if spec.discrete:
         return action
     unit = jnp.clip(action, -1.0, 1.0)
-    return spec.low + 0.5 * (unit + 1.0) * (spec.high - spec.low)
+    low, high = jnp.broadcast_to(spec.low, unit.shape), jnp.broadcast_to(spec.high, unit.shape)
+    return low + 0.5 * (unit + 1.0) * (high - low)
 
 
 class RolloutState(NamedTuple):
@@ -155,7 +156,8 @@ def presample_resets(keys: PRNGKey, env, env_params) -> Resets:
     flat = keys.reshape(-1)
     halves = jax.vmap(jax.random.split)(flat)                   # [M, 2]: (key_step, key_reset)
     reset = jax.vmap(env.reset_env, in_axes=(0, None))(halves[:, 1], env_params)
-    unflat = lambda x: x.reshape(keys.shape + x.shape[1:])
+    def unflat(x):
+        return x.reshape(keys.shape + x.shape[1:])
     return Resets(unflat(halves[:, 0]), jax.tree.map(unflat, reset))
 
 
@@ -307,4 +309,5 @@ def update_stats(stats: RunningStats, batch: Array) -> RunningStats:
 
 def normalize(stats: RunningStats, obs: Array, clip: float = 10.0) -> Array:
     """(obs − mean) / std, clipped to ±``clip`` so that a rare state cannot blow up the input."""
-    return jnp.clip((obs - stats.mean) / jnp.sqrt(stats.var + 1e-8), -clip, clip)
+    mean, var = jnp.broadcast_to(stats.mean, obs.shape), jnp.broadcast_to(stats.var, obs.shape)
+    return jnp.clip((obs - mean) / jnp.sqrt(var + 1e-8), -clip, clip)

@@ -88,10 +88,12 @@ def _time(agent: str, train, num_seeds: int, repeats: int, compiler_options: dic
     # One seed runs unbatched (as PureJaxRL and rejax time it); several are vmapped.
     if num_seeds == 1:
         train = jit(train, compiler_options=compiler_options)
-        make_keys = lambda r: prng_key(r)
+        def make_keys(r):
+            return prng_key(r)
     else:
         train = jit(jax.vmap(train), compiler_options=compiler_options)
-        make_keys = lambda r: jax.random.split(prng_key(r), num_seeds)
+        def make_keys(r):
+            return jax.random.split(prng_key(r), num_seeds)
     start = time.perf_counter()
     compiled = train.lower(make_keys(0)).compile()
     compile_s = time.perf_counter() - start

@@ -55,7 +55,8 @@ class PeerError(RuntimeError):
 def xla_flags(options: dict) -> str:
     """XLA compiler options as ``XLA_FLAGS`` text: ``{"a": 512, "b": True}`` →
     ``--a=512 --b=true``."""
-    text = lambda v: str(v).lower() if isinstance(v, bool) else str(v)
+    def text(v):
+        return str(v).lower() if isinstance(v, bool) else str(v)
     return " ".join(f"--{k}={text(v)}" for k, v in options.items())
 
 
@@ -145,7 +146,8 @@ def main(argv):
     del argv
     f = flags.FLAGS
     out = _common.output_dir_or_exit(f.output_dir, overwrite=True)
-    peer = lambda a: run_peer(a, f.peer_python, f.peer_dir)
+    def peer(a):
+        return run_peer(a, f.peer_python, f.peer_dir)
     options = _jit.compiler_options()
     peer_same = (lambda a: run_peer(a, f.peer_python, f.peer_dir, options)) if (
         f.peer_same_options and options) else None

@@ -109,7 +109,8 @@ def init_params(key: jax.Array, features: int) -> dict:
 
 
 def logits(params: dict, x: jax.Array) -> jax.Array:
-    return x @ params["W"] + params["b"]
+    z = x @ params["W"]
+    return z + jnp.broadcast_to(params["b"], z.shape)
 
 
 @jax.jit

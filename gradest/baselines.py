@@ -123,8 +123,8 @@ def optimal(num_samples: int, per_coordinate: bool = False) -> Baseline:
     def loo_ratio(weights, f):
         # weights: [K, ...]; f: [K]; broadcast f over the coordinate axes.
         fw = jnp.reshape(f, (k,) + (1,) * (weights.ndim - 1)) * weights
-        num = jnp.sum(fw, axis=0) - fw
-        den = jnp.sum(weights, axis=0) - weights
+        num = jnp.sum(fw, axis=0, keepdims=True) - fw
+        den = jnp.sum(weights, axis=0, keepdims=True) - weights
         # Where the other draws carry no score (a coordinate that cannot move), fall back to
         # the leave-one-out mean; its weight in the gradient is zero anyway.
         loo_mean = jnp.reshape((jnp.sum(f) - f) / (k - 1), (k,) + (1,) * (weights.ndim - 1))

@@ -75,20 +75,21 @@ class StudentT(distrax.Distribution):
     def _sample_n(self, key: PRNGKey, n: int) -> Array:
         shape = (n,) + self.batch_shape
         dtype = self._loc.dtype
+        df, loc, scale = (jnp.broadcast_to(p, shape) for p in (self._df, self._loc, self._scale))
         key_normal, key_gamma = jax.random.split(key)
         normal = jax.random.normal(key_normal, shape, dtype)
         # log G rather than G: G underflows to 0 for small ν (t would be ±inf), log G does not;
         # loggamma is implicitly differentiated w.r.t. its shape like gamma.
-        log_g = jax.random.loggamma(key_gamma, 0.5 * self._df, shape, dtype)
-        t = normal * jnp.exp(0.5 * (jnp.log(0.5 * self._df) - log_g))
-        return self._loc + self._scale * t
+        log_g = jax.random.loggamma(key_gamma, 0.5 * df, shape, dtype)
+        t = normal * jnp.exp(0.5 * (jnp.log(0.5 * df) - log_g))
+        return loc + scale * t
 
     def log_prob(self, value: Array) -> Array:
-        nu = self._df
-        z = (value - self._loc) / self._scale
+        value, nu, loc, scale = jnp.broadcast_arrays(value, self._df, self._loc, self._scale)
+        z = (value - loc) / scale
         half_nu_plus_1 = 0.5 * (nu + 1.0)
         return (gammaln(half_nu_plus_1) - gammaln(0.5 * nu) - 0.5 * jnp.log(nu * jnp.pi)
-                - jnp.log(self._scale) - half_nu_plus_1 * jnp.log1p(z * z / nu))
+                - jnp.log(scale) - half_nu_plus_1 * jnp.log1p(z * z / nu))
 
     def mean(self) -> Array:
         """μ where ν > 1, NaN where the mean does not exist."""
@@ -155,11 +156,13 @@ class TanhNormal(distrax.Distribution):
 
     def _pre_tanh_sample(self, key: PRNGKey, n: int) -> Array:
         eps = jax.random.normal(key, (n,) + self._loc.shape, self._loc.dtype)
-        return self._loc + self._scale * eps
+        loc, scale = (jnp.broadcast_to(p, eps.shape) for p in (self._loc, self._scale))
+        return loc + scale * eps
 
     def _pre_tanh_log_prob(self, u: Array) -> Array:
-        z = (u - self._loc) / self._scale
-        log_normal = -0.5 * z * z - jnp.log(self._scale) - _HALF_LOG_2PI
+        u, loc, scale = jnp.broadcast_arrays(u, self._loc, self._scale)
+        z = (u - loc) / scale
+        log_normal = -0.5 * z * z - jnp.log(scale) - _HALF_LOG_2PI
         return jnp.sum(log_normal - _log1m_tanh_sq(u), axis=-1)
 
     def _sample_n(self, key: PRNGKey, n: int) -> Array:

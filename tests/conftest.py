@@ -1,7 +1,18 @@
-"""Shared fixtures: a compilation cache for tests that compile the same programs several times."""
+"""Suite-wide settings and shared fixtures.
+
+Every test runs with ``jax_numpy_rank_promotion="raise"``: an operation between arrays of
+different ranks must broadcast explicitly (``x[..., None]``, ``reshape``), so a shape mistake
+fails loudly instead of silently broadcasting. The environment variable carries the setting into
+the subprocesses some tests start (the command lines, the multi-device runs).
+"""
+
+import os
 
 import jax
 import pytest
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+os.environ["JAX_NUMPY_RANK_PROMOTION"] = "raise"
 
 
 @pytest.fixture

@@ -57,7 +57,8 @@ def test_one_sac_update_agrees_with_jax_jit_to_rounding():
     state, _ = jax.jit(lambda s, k: jax.lax.scan(functools.partial(sac.warmup_step, agent), s,
                                                  jax.random.split(k, 256)))(state,
                                                                             agents.prng_key(1))
-    update = lambda s, k: sac.learn(agent, s, k)
+    def update(s, k):
+        return sac.learn(agent, s, k)
     ours, plain = agents.jit(update)(state, agents.prng_key(2)), jax.jit(update)(
         state, agents.prng_key(2))
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(plain)):

@@ -1,10 +1,18 @@
-"""Returns, GAE and λ-returns against hand-computed cases and a plain-loop reference."""
+"""Returns, GAE and λ-returns against hand-computed cases, a plain-loop reference and rlax.
+
+rlax (an independent implementation, a test dependency) has no episode boundaries inside a
+trajectory: its discount_t = γ (1 − terminated) ends an episode at a termination, and the value it
+bootstraps from is that of the next step's state. So the reference cuts each trajectory into its
+episodes and calls rlax once per episode, bootstrapping a truncated episode (and the rollout's
+unfinished tail) from V of its final, pre-reset observation, as DESIGN.md §4 asks.
+"""
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import rlax
 
 from agents import returns
 
@@ -49,15 +57,18 @@ def test_gae_hand_computed(use_jit):
 
 
 def test_lambda_returns_endpoints():
-    # λ = 0: the one-step TD target; λ = 1: the bootstrapped reward-to-go.
+    # λ = 0: the one-step TD target r + γ (1 − term) V(s'), step by step:
+    # [1 + ½·10, 1 (terminated), 1 + ½·30, 1 + ½·40].
     td = returns.lambda_returns(REWARDS, NEXT_VALUES, TERMINATED, TRUNCATED, GAMMA, 0.0)
-    expected_td = jax.vmap(returns.td_target, in_axes=(0, 0, 0, None))(
-        REWARDS, NEXT_VALUES, TERMINATED, GAMMA)
-    chex.assert_trees_all_close(td, expected_td)
     chex.assert_trees_all_close(td, jnp.array([6.0, 1.0, 16.0, 21.0]))
+    one_step = jax.vmap(returns.td_target, in_axes=(0, 0, 0, None))(
+        REWARDS, NEXT_VALUES, TERMINATED, GAMMA)
+    chex.assert_trees_all_close(one_step, jnp.array([6.0, 1.0, 16.0, 21.0]))
+    # λ = 1: the reward-to-go, bootstrapped only where the trajectory was cut. G3 = 21 and
+    # G2 = 16 as above (their episodes end there), G1 = 1, G0 = 1 + ½·G1 = 1.5: V(s_1) = 10
+    # no longer enters G0.
     mc = returns.lambda_returns(REWARDS, NEXT_VALUES, TERMINATED, TRUNCATED, GAMMA, 1.0)
-    chex.assert_trees_all_close(
-        mc, returns.discounted_returns(REWARDS, TERMINATED, TRUNCATED, NEXT_VALUES, GAMMA))
+    chex.assert_trees_all_close(mc, jnp.array([1.5, 1.0, 16.0, 21.0]))
 
 
 def test_termination_wins_over_truncation():
@@ -65,6 +76,20 @@ def test_termination_wins_over_truncation():
     got = returns.discounted_returns(jnp.array([1.0]), jnp.array([True]), jnp.array([True]),
                                      jnp.array([100.0]), 0.9)
     chex.assert_trees_all_close(got, jnp.array([1.0]))
+
+
+def _random_trajectories(seed, num_envs=4, t_len=40):
+    """Rewards, V(s_t), V of each step's pre-reset next observation, terminations and
+    truncations (never both) of ``num_envs`` trajectories, time-major."""
+    rng = np.random.default_rng(seed)
+    r = rng.normal(size=(t_len, num_envs)).astype(np.float32)
+    v = rng.normal(size=(t_len + 1, num_envs)).astype(np.float32)
+    term = rng.random((t_len, num_envs)) < 0.1
+    trunc = (rng.random((t_len, num_envs)) < 0.1) & ~term
+    final = rng.normal(size=(t_len, num_envs)).astype(np.float32)
+    # The next step's value unless the episode ended (then the pre-reset observation's value).
+    nv = np.where(term | trunc, final, v[1:])
+    return r, v[:-1], nv, term, trunc
 
 
 def _reference_gae(r, v, nv, term, trunc, gamma, lam):
@@ -80,21 +105,73 @@ def _reference_gae(r, v, nv, term, trunc, gamma, lam):
 
 
 def test_gae_matches_reference_on_random_trajectories():
-    rng = np.random.default_rng(0)
-    num_envs, t_len = 5, 30
-    r = rng.normal(size=(t_len, num_envs)).astype(np.float32)
-    v = rng.normal(size=(t_len + 1, num_envs)).astype(np.float32)
-    term = rng.random((t_len, num_envs)) < 0.1
-    trunc = (rng.random((t_len, num_envs)) < 0.1) & ~term
-    final = rng.normal(size=(t_len, num_envs)).astype(np.float32)
-    # V of the next observation: the next step's value unless the episode ended (then the
-    # pre-reset observation's value).
-    nv = np.where(term | trunc, final, v[1:])
+    r, v, nv, term, trunc = _random_trajectories(0)
     adv, _ = jax.vmap(returns.gae, in_axes=(1, 1, 1, 1, 1, None, None), out_axes=1)(
-        r, v[:-1], nv, term, trunc, 0.9, 0.8)
-    ref = np.stack([_reference_gae(r[:, i], v[:-1, i], nv[:, i], term[:, i], trunc[:, i], 0.9, 0.8)
-                    for i in range(num_envs)], axis=1)
+        r, v, nv, term, trunc, 0.9, 0.8)
+    ref = np.stack([_reference_gae(r[:, i], v[:, i], nv[:, i], term[:, i], trunc[:, i], 0.9, 0.8)
+                    for i in range(r.shape[1])], axis=1)
     np.testing.assert_allclose(adv, ref, rtol=1e-5, atol=1e-5)
+
+
+def _episodes(terminated, truncated):
+    """(first, last) step of each episode of a trajectory; the last one may be unfinished."""
+    ends = np.flatnonzero(terminated | truncated).tolist()
+    if not ends or ends[-1] != terminated.size - 1:
+        ends.append(terminated.size - 1)
+    starts = [0] + [e + 1 for e in ends[:-1]]
+    return list(zip(starts, ends))
+
+
+def _rlax_by_episode(kind, r, v, nv, term, trunc, gamma, lam):
+    """``kind`` (gae advantages, lambda_returns or discounted_returns) of one trajectory, from
+    rlax, one episode at a time. Inside an episode V(s_{t+1}) = nv[t] = v[t + 1]; its last step
+    bootstraps from nv[last] with discount γ, or with 0 if it terminated."""
+    out = np.zeros_like(r)
+    for a, b in _episodes(term, trunc):
+        seg = slice(a, b + 1)
+        discount = jnp.asarray(gamma * (1.0 - term[seg]), jnp.float32)
+        if kind == "gae":
+            values = jnp.asarray(np.append(v[seg], nv[b]))
+            out[seg] = rlax.truncated_generalized_advantage_estimation(r[seg], discount, lam,
+                                                                        values)
+        elif kind == "lambda_returns":
+            out[seg] = rlax.lambda_returns(r[seg], discount, nv[seg], lam)
+        else:
+            out[seg] = rlax.discounted_returns(r[seg], discount, nv[b])
+    return out
+
+
+def _ours(kind, r, v, nv, term, trunc, gamma, lam):
+    if kind == "gae":
+        return returns.gae(r, v, nv, term, trunc, gamma, lam)[0]
+    if kind == "lambda_returns":
+        return returns.lambda_returns(r, nv, term, trunc, gamma, lam)
+    return returns.discounted_returns(r, term, trunc, nv, gamma)
+
+
+@pytest.mark.parametrize("kind", ["gae", "lambda_returns", "discounted_returns"])
+@pytest.mark.parametrize("gamma,lam", [(0.99, 0.95), (0.9, 0.0), (0.5, 1.0)])
+@pytest.mark.parametrize("use_jit", [False, True], ids=["nojit", "jit"])
+def test_agrees_with_rlax_across_episode_boundaries(kind, gamma, lam, use_jit):
+    r, v, nv, term, trunc = _random_trajectories(int(gamma * 100) + int(lam * 10))
+    assert term.any() and trunc.any() and not (term & trunc).any()
+    fn = jax.vmap(lambda *xs: _ours(kind, *xs, gamma, lam), in_axes=1, out_axes=1)
+    got = _jit_or_not(fn, use_jit)(r, v, nv, term, trunc)
+    ref = np.stack([_rlax_by_episode(kind, r[:, i], v[:, i], nv[:, i], term[:, i], trunc[:, i],
+                                     gamma, lam) for i in range(r.shape[1])], axis=1)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_lambda_returns_with_rlax_per_step_lambda():
+    """One rlax call over a whole trajectory: rlax's Gₜ = rₜ + γₜ ((1 − λₜ) V(sₜ₊₁) + λₜ Gₜ₊₁) with
+    γₜ = γ (1 − term_t) and λₜ = λ (1 − trunc_t) is our recursion, a truncation being the one step
+    whose return stops at its bootstrap value."""
+    r, _, nv, term, trunc = _random_trajectories(7, num_envs=1)
+    r, nv, term, trunc = r[:, 0], nv[:, 0], term[:, 0], trunc[:, 0]
+    ours = returns.lambda_returns(r, nv, term, trunc, 0.95, 0.7)
+    ref = rlax.lambda_returns(r, jnp.asarray(0.95 * (1.0 - term), jnp.float32), nv,
+                              jnp.asarray(0.7 * (1.0 - trunc), jnp.float32))
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
 
 
 def test_complete_episode_mask():

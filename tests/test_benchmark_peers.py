@@ -63,11 +63,16 @@ def test_peer_same_options_rows_and_xla_flags(tmp_path):
         "json.dump({'trace_lower_s': 0.5, 'compile_s': 3.0, 'runs': runs},\n"
         "          open(os.path.join(os.environ['PEERS_OUT'], tag + '.json'), 'w'))\n")
     options = {"xla_cpu_prefer_vector_width": 512}
-    plain = lambda a: benchmark_peers.run_peer(a, sys.executable, str(tmp_path))
-    same = lambda a: benchmark_peers.run_peer(a, sys.executable, str(tmp_path), options)
+    def plain(a):
+        return benchmark_peers.run_peer(a, sys.executable, str(tmp_path))
+
+    def same(a):
+        return benchmark_peers.run_peer(a, sys.executable, str(tmp_path), options)
     assert plain("sac")["env_steps_per_second"] == 100.0
     assert same("sac")["env_steps_per_second"] == 150.0
-    ours = lambda a: {"env_steps_per_second": 300.0, "compile_s": 5.0, "run_s": [1.0]}
+
+    def ours(a):
+        return {"env_steps_per_second": 300.0, "compile_s": 5.0, "run_s": [1.0]}
     result = benchmark_peers.side_by_side(2, agents=("sac",), ours_fn=ours, peer_fn=plain,
                                           peer_same_fn=same)
     sac = result["medians"]["sac"]

@@ -127,7 +127,10 @@ def test_tanh_normal_log_prob_matches_change_of_variables():
     log_prob = _tanh_log_prob(loc, scale, a)
     np.testing.assert_allclose(log_prob, _reference_log_prob(a, loc, scale), rtol=1e-5, atol=1e-4)
 
+    # One draw at a time: distrax broadcasts a sample axis against loc implicitly, which the
+    # suite's rank-promotion setting refuses.
     @jax.jit
+    @jax.vmap
     def via_distrax(a):
         gaussian = distrax.MultivariateNormalDiag(loc, jnp.broadcast_to(scale, loc.shape))
         return distrax.Transformed(gaussian, distrax.Block(distrax.Tanh(), 1)).log_prob(a)

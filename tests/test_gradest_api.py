@@ -1,4 +1,5 @@
-"""Bad input raises clear errors; diagnostics and the likelihood-ratio loss are right."""
+"""Bad input raises clear errors; diagnostics and the likelihood-ratio loss are right (the
+clipped loss against rlax's, an independent implementation)."""
 
 import chex
 import distrax
@@ -6,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import rlax
 
 import gradest
 from gradest import baselines, diagnostics, testing
@@ -127,13 +129,13 @@ def test_likelihood_ratio_loss_value_gradient_and_clipping():
     logits = jnp.array([0.2, -0.1, 0.4])
     action, adv = 2, 1.5
 
-    def objective(l, old_logp, clip):
-        logp = jax.nn.log_softmax(l)[action]
+    def objective(lg, old_logp, clip):
+        logp = jax.nn.log_softmax(lg)[action]
         return gradest.likelihood_ratio_loss(logp, old_logp, jnp.asarray(adv), clip)[0]
 
     old = jax.nn.log_softmax(logits)[action]
     chex.assert_trees_all_close(objective(logits, old, 0.2), adv, rtol=1e-6)
-    score = jax.grad(lambda l: jax.nn.log_softmax(l)[action])(logits)
+    score = jax.grad(lambda lg: jax.nn.log_softmax(lg)[action])(logits)
     chex.assert_trees_all_close(jax.grad(objective)(logits, old, 0.2), adv * score, rtol=1e-5)
     # ρ = e^0.5 > 1 + ε with Â > 0: clipped, no gradient.
     chex.assert_trees_all_close(jax.grad(objective)(logits, old - 0.5, 0.2), jnp.zeros(3), atol=1e-7)
@@ -146,3 +148,27 @@ def test_likelihood_ratio_loss_value_gradient_and_clipping():
     np.testing.assert_allclose(st.approx_kl, [0.0, np.exp(0.5) - 1 - 0.5], rtol=1e-6)
     with pytest.raises(gradest.EstimatorError, match="clip_epsilon"):
         gradest.likelihood_ratio_loss(jnp.zeros(2), jnp.zeros(2), jnp.zeros(2), 0.0)
+
+
+@pytest.mark.parametrize("clip", [0.1, 0.2, 0.5])
+def test_clipped_loss_and_gradient_agree_with_rlax(clip):
+    """PPO's loss, the batch mean of −min(ρ Â, clip(ρ, 1 ± ε) Â), and its gradient w.r.t. log πθ
+    equal rlax.clipped_surrogate_pg_loss on ratios spread across both sides of the clip range and
+    advantages of both signs (so that each branch of the min is taken)."""
+    k_new, k_old, k_adv = jax.random.split(jax.random.key(3), 3)
+    log_prob = jax.random.normal(k_new, (64,)) * 0.5 - 1.0
+    old_log_prob = jax.random.normal(k_old, (64,)) * 0.5 - 1.0
+    advantage = jax.random.normal(k_adv, (64,))
+
+    def ours(lp):
+        objective, _ = gradest.likelihood_ratio_loss(lp, old_log_prob, advantage, clip)
+        return -jnp.mean(objective)
+
+    def reference(lp):
+        return rlax.clipped_surrogate_pg_loss(jnp.exp(lp - old_log_prob), advantage, clip)
+
+    ratio = np.exp(np.asarray(log_prob - old_log_prob))
+    assert np.mean(np.abs(ratio - 1) > clip) > 0.1 and np.mean(np.abs(ratio - 1) < clip) > 0.1
+    np.testing.assert_allclose(ours(log_prob), reference(log_prob), rtol=1e-6)
+    np.testing.assert_allclose(jax.grad(ours)(log_prob), jax.grad(reference)(log_prob),
+                               rtol=1e-6, atol=1e-9)

@@ -56,9 +56,9 @@ def test_straight_through_forward_is_exactly_the_gumbel_max_one_hot():
 
 def test_straight_through_backward_is_the_relaxed_gradient():
     key = jax.random.key(2)
-    soft = jax.grad(lambda l: jnp.dot(gradest.gumbel_softmax_sample(key, l, 0.5), VALUES))(LOGITS)
-    hard = jax.grad(lambda l: jnp.dot(gradest.gumbel_softmax_sample(key, l, 0.5, hard=True),
-                                      VALUES))(LOGITS)
+    soft = jax.grad(lambda lg: jnp.dot(gradest.gumbel_softmax_sample(key, lg, 0.5), VALUES))(LOGITS)
+    hard = jax.grad(lambda lg: jnp.dot(gradest.gumbel_softmax_sample(key, lg, 0.5, hard=True),
+                                       VALUES))(LOGITS)
     chex.assert_trees_all_close(soft, hard, rtol=1e-6)
 
 
