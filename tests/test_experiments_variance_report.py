@@ -5,6 +5,7 @@ import subprocess
 import sys
 import types
 
+import jax
 import pytest
 
 from experiments import report, variance
@@ -91,6 +92,8 @@ def _fake_module(name, holds=True, fail=False):
     mod.run = run
     mod.verdict = lambda r: (holds, f"x = {r['x']}")
     mod.markdown = lambda r: "| a |\n|---|\n| 1 |"
+    if holds:
+        mod.RULE = "Holds when x is 1."
     return mod
 
 
@@ -108,5 +111,13 @@ def test_report_renders_every_claim_and_reports_failures(tmp_path, monkeypatch):
     assert "**holds**" in text and "**does not hold**" in text and "**not run**" in text
     assert "![fake_ok/fig.png](fake_ok/fig.png)" in text and "| a |" in text
     assert "RuntimeError: boom" in text
+    # The header: date, machine, jax version, run time.
+    assert "- Date: 20" in text and " cores; JAX devices: cpu" in text
+    assert f"jax {jax.__version__}" in text and "run time" in text
+    # Each verdict with its rule and the numbers it compared; a module without a RULE says so.
+    assert "**Rule.** Holds when x is 1." in text and "**Numbers compared.** x = 1.0" in text
+    assert f"**Rule.** {report.NO_RULE}" in text
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["machine"]["jax"] == jax.__version__ and saved["claims"]["100"]["holds"] is True
     with pytest.raises(FileExistsError):
         report.run(tmp_path, quick=True, seed=0)
