@@ -11,8 +11,14 @@ import re
 import numpy as np
 import pytest
 
-from experiments import (gumbel, reinforce_baselines, report, sac_estimators, variance,
-                         zeroth_order)
+from experiments import (
+    gumbel,
+    reinforce_baselines,
+    report,
+    sac_estimators,
+    variance,
+    zeroth_order,
+)
 
 # Every wall-clock field the modules write: "seconds", "compile_seconds", "train_seconds",
 # "seconds_per_update", and the benchmarks' "..._s".
@@ -55,11 +61,11 @@ def _variance(good: bool) -> dict:
     rows = []
     for problem, pw in (("shifted_square", 0.5), ("cos", 2.0 if good else 0.5)):
         for j in variance.COORDS:
-            rows += [dict(problem=problem, k=3.0, coordinate=j, estimator="score_function",
-                          exact_variance=1.0),
-                     dict(problem=problem, k=3.0, coordinate=j, estimator="pathwise",
-                          exact_variance=pw)]
-    implicit = [dict(problem=p, estimator=e, total_variance=v, total_variance_se=0.01)
+            rows += [{"problem": problem, "k": 3.0, "coordinate": j,
+                      "estimator": "score_function", "exact_variance": 1.0},
+                     {"problem": problem, "k": 3.0, "coordinate": j, "estimator": "pathwise",
+                      "exact_variance": pw}]
+    implicit = [{"problem": p, "estimator": e, "total_variance": v, "total_variance_se": 0.01}
                 for p in ("gamma/square", "beta/square")
                 for e, v in (("pathwise (implicit)", 0.5), ("score_function+loo", 1.0))]
     # Seed 000's results carry no timing of their own; the report adds its seconds around them.
