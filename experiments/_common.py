@@ -1,5 +1,7 @@
 """Helpers shared by the experiment modules (DESIGN.md §5): the output folder, atomic JSON,
-figures and progress lines.
+figures, progress lines, and the machine-independent measures verdicts are decided on (XLA's
+count of a compiled program's work; standard errors of Monte Carlo variances), beside the
+benchmarks' alternating rounds.
 
 Every module is run as ``python -m experiments.<name> --output_dir=... [--overwrite]`` and also
 exposes ``run(output_dir, *, quick, seed, **sizes)`` for the report. Flags are defined only when a
@@ -13,9 +15,11 @@ import dataclasses
 import json
 import os
 import pathlib
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from absl import flags
@@ -179,3 +183,78 @@ def markdown_table(rows: list[dict], columns: list[str], digits: int = 4) -> str
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Counted work: what a verdict on cost compares, because it does not move with the machine's load.
+
+
+def compiled_cost(compiled: Any) -> dict:
+    """XLA's count of the work of a compiled program: ``{"flops", "bytes_accessed",
+    "transcendentals"}`` from ``jax.jit(f).lower(...).compile().cost_analysis()``.
+
+    The count is of the program as optimized for its backend (fusion decides which intermediate
+    arrays reach memory, so bytes depend on the backend; FLOPs hardly), and is the same on a
+    quiet and on a loaded machine. XLA counts the body of a loop once, whatever its trip count
+    (a ``lax.scan`` of 10 steps counts as one step, checked with jax 0.10.2 on CPU), so a
+    program with a loop is refused: count one step and multiply.
+    """
+    if " while(" in compiled.as_text():
+        raise ValueError("the program has a loop, whose body XLA's cost analysis counts once; "
+                         "count the cost of one iteration instead")
+    cost = compiled.cost_analysis()
+    # Older jax returned one dict per device program.
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return {"flops": float(cost["flops"]), "bytes_accessed": float(cost["bytes accessed"]),
+            "transcendentals": float(cost.get("transcendentals", 0.0))}
+
+
+def variance_with_stderr(samples: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per-coordinate sample variance of ``samples`` [S, ...] (S − 1 in the denominator) and its
+    standard error.
+
+    The variance is S/(S − 1) times the mean of d_s = (x_s − x̄)², so its standard error is, to
+    first order in 1/S, that of a mean: S/(S − 1) · std(d)/√S. It needs the fourth moment and is
+    large for heavy-tailed samples, as it should be.
+    """
+    x = np.asarray(samples, np.float64)
+    return _scaled_mean_with_stderr((x - x.mean(axis=0)) ** 2)
+
+
+def total_variance_with_stderr(samples: Any) -> tuple[float, float]:
+    """tr Var of samples [S, ...] (the sum of the coordinates' variances) and its standard error:
+    as ``variance_with_stderr`` with d_s = ‖x_s − x̄‖²."""
+    x = np.asarray(samples, np.float64)
+    x = x.reshape(x.shape[0], -1)
+    total, se = _scaled_mean_with_stderr(np.sum((x - x.mean(axis=0)) ** 2, axis=1))
+    return float(total), float(se)
+
+
+def _scaled_mean_with_stderr(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = d.shape[0]
+    if n < 2:
+        raise ValueError(f"a variance needs at least 2 samples, got {n}")
+    scale = n / (n - 1)
+    return scale * d.mean(axis=0), scale * d.std(axis=0, ddof=1) / np.sqrt(n)
+
+
+# --------------------------------------------------------------------------------------------
+# Benchmarks: both sides of a ratio measured in the same rounds.
+
+
+def in_turn(sides: Mapping[str, Callable[[], Any]], round_index: int) -> dict:
+    """Calls each side once: in the given order on even rounds, reversed on odd ones, so a drift
+    in the machine's load (or a cache one side warms for the next) favours neither side over
+    the rounds. Returns name -> result."""
+    names = list(sides)
+    order = names if round_index % 2 == 0 else names[::-1]
+    return {name: sides[name]() for name in order}
+
+
+def ratio_summary(ratios: Sequence[float]) -> dict:
+    """The median and the range (min–max) of per-round ratios, and the ratios themselves."""
+    ratios = [float(r) for r in ratios]
+    if not ratios:
+        raise ValueError("no rounds to summarize")
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
+            "per_round": ratios}

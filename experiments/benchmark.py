@@ -7,12 +7,15 @@ r"""Speed benchmarks: prints a table and writes JSON.
 Suite ``scaling`` (``experiments/benchmark_scaling.py``, which has the finer flags): PPO and SAC
 env steps per second against the number of seeds and devices, with a PNG.
 
-Suite ``estimators``: for S samples and each estimator, the median wall time (after compilation)
-of ``gradest.estimate_grad`` beside the floor, a hand-written
+Suite ``estimators``: for S samples and each estimator, the wall time (after compilation) of
+``gradest.estimate_grad`` beside the floor, a hand-written
 ``jax.jit(lambda: mean(jax.vmap(jax.grad(surrogate))(keys)))`` of the same per-sample function, and
 a plain Python loop over samples calling a jitted single-sample gradient (timed on a subset of
-samples and scaled linearly to S, which the table says). Ratios are measured side by side in one
-run, because the machines are shared and noisy.
+samples and scaled linearly to S, which the table says). The machines are shared and noisy (two
+passes once gave 1.44× and then 1.14× for the same ratio), so the sides of each ratio are timed
+in the same rounds (``--rounds``, at least 5 by default), in turn, the order reversed every other
+round (``_common.in_turn``); each round's time of a side is the median of ``--repeats`` calls, and
+the table and the JSON give the median of the per-round ratios and their range (min–max).
 """
 
 from __future__ import annotations
@@ -32,12 +35,16 @@ import jax.numpy as jnp
 
 import gradest
 from gradest import baselines
+from experiments import _common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("suite", "estimators", ["estimators", "agents", "scaling"],
                   "Which benchmark to run.")
 flags.DEFINE_list("num_samples", ["1000", "100000"], "Sample counts S for the estimators suite.")
-flags.DEFINE_integer("repeats", 15, "Timed repetitions per measurement (the median is reported).")
+flags.DEFINE_integer("rounds", 5, "Rounds in which the sides of each ratio are timed in turn "
+                     "(the median and range of the per-round ratios are reported).")
+flags.DEFINE_integer("repeats", 5, "Timed calls of a side per round (their median is the round's "
+                     "time).")
 flags.DEFINE_integer("loop_samples", 200,
                      "Samples timed in the plain Python loop (scaled linearly to S).")
 flags.DEFINE_string("output_dir", "results/benchmark", "Where the JSON goes.")
@@ -85,18 +92,54 @@ def estimator_cases():
     ]
 
 
-def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    jax.block_until_ready(fn())  # compile and warm up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def timed_rounds(sides: dict, rounds: int, clock: Callable[[], float] = time.perf_counter
+                 ) -> dict:
+    """Times every side in each of ``rounds`` rounds, in turn (``_common.in_turn``: the order
+    reversed every other round), so a change in the machine's load hits all sides alike.
+
+    Args:
+      sides: name -> (fn, calls): ``fn()`` is compiled and warm; a round's time of the side is
+        the median over ``calls`` calls, each waited for (``jax.block_until_ready``).
+      rounds: ≥ 1.
+      clock: seconds (tests pass a stand-in).
+
+    Returns name -> per-round seconds.
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be positive, got {rounds}")
+
+    def timer(fn, calls):
+        def median_seconds():
+            times = []
+            for _ in range(calls):
+                t0 = clock()
+                jax.block_until_ready(fn())
+                times.append(clock() - t0)
+            return statistics.median(times)
+        return median_seconds
+
+    per_round = {name: [] for name in sides}
+    for r in range(rounds):
+        timers = {name: timer(fn, calls) for name, (fn, calls) in sides.items()}
+        for name, seconds in _common.in_turn(timers, r).items():
+            per_round[name].append(seconds)
+    return per_round
 
 
-def time_estimator(estimator, problem, num_samples: int, key, repeats: int, loop_samples: int) -> dict:
-    """Median seconds of the helper, the hand-written floor and the Python loop for one case."""
+def ratio_row(per_round: dict, numerator: str, denominator: str) -> dict:
+    """``{numerator}_over_{denominator}``: the median of the per-round ratios, its range
+    (min–max) and the ratios."""
+    summary = _common.ratio_summary([a / b for a, b in zip(per_round[numerator],
+                                                           per_round[denominator])])
+    key = f"{numerator}_over_{denominator}"
+    return {key: summary["median"], f"{key}_range": [summary["min"], summary["max"]],
+            f"{key}_per_round": summary["per_round"]}
+
+
+def time_estimator(estimator, problem, num_samples: int, key, rounds: int, repeats: int,
+                   loop_samples: int) -> dict:
+    """Seconds of the helper, the hand-written floor and the Python loop for one case (medians
+    over rounds), and the helper's and the loop's ratios to the floor per round."""
     params, make_dist, f = problem
     state = estimator.init()
 
@@ -118,39 +161,58 @@ def time_estimator(estimator, problem, num_samples: int, key, repeats: int, loop
             total = jax.tree.map(jnp.add, total, single(keys[i], p))
         return total
 
-    helper_s = _median_seconds(
-        lambda: gradest.estimate_grad(estimator, key, params, make_dist, f, num_samples).grad, repeats)
-    floor_s = _median_seconds(lambda: floor(key, params), repeats)
-    loop_s = _median_seconds(lambda: loop(key, params), max(1, repeats // 5)) * num_samples / loop_samples
-    return {"helper_s": helper_s, "floor_s": floor_s, "python_loop_s": loop_s,
-            "helper_over_floor": helper_s / floor_s, "loop_over_floor": loop_s / floor_s}
+    sides = {
+        "helper": (lambda: gradest.estimate_grad(estimator, key, params, make_dist, f,
+                                                 num_samples).grad, repeats),
+        "floor": (lambda: floor(key, params), repeats),
+        # Slow (a dispatch per sample): one call per round.
+        "python_loop": (lambda: loop(key, params), 1),
+    }
+    for fn, _ in sides.values():
+        jax.block_until_ready(fn())  # compile and warm up
+    per_round = timed_rounds(sides, rounds)
+    per_round["python_loop"] = [t * num_samples / loop_samples for t in per_round["python_loop"]]
+    return {"helper_s": statistics.median(per_round["helper"]),
+            "floor_s": statistics.median(per_round["floor"]),
+            "python_loop_s": statistics.median(per_round["python_loop"]),
+            **ratio_row(per_round, "helper", "floor"),
+            **ratio_row(per_round, "python_loop", "floor")}
 
 
-def run_estimators_suite(sample_counts, repeats: int, loop_samples: int, seed: int) -> dict:
+def _median_and_range(row: dict, key: str, digits: int) -> str:
+    lo, hi = row[f"{key}_range"]
+    return f"{row[key]:.{digits}f} [{lo:.{digits}f}–{hi:.{digits}f}]"
+
+
+def run_estimators_suite(sample_counts, rounds: int, repeats: int, loop_samples: int,
+                         seed: int) -> dict:
     key = jax.random.key(seed)
     rows = []
     header = (f"{'estimator':32s} {'S':>8s} {'helper ms':>10s} {'floor ms':>10s} "
-              f"{'helper/floor':>12s} {'loop ms*':>11s} {'loop/floor':>10s}")
+              f"{'helper/floor [range]':>21s} {'loop ms*':>11s} {'loop/floor [range]':>19s}")
     print(header)
     print("-" * len(header))
     for s in sample_counts:
         for name, est, problem in estimator_cases():
-            r = time_estimator(est, problem, s, key, repeats, loop_samples)
+            r = time_estimator(est, problem, s, key, rounds, repeats, loop_samples)
             rows.append({"estimator": name, "num_samples": s, **r})
             print(f"{name:32s} {s:8d} {1e3 * r['helper_s']:10.3f} {1e3 * r['floor_s']:10.3f} "
-                  f"{r['helper_over_floor']:12.3f} {1e3 * r['python_loop_s']:11.1f} "
-                  f"{r['loop_over_floor']:10.0f}", flush=True)
-    print(f"* Python loop timed over {loop_samples} samples and scaled linearly to S.")
+                  f"{_median_and_range(r, 'helper_over_floor', 2):>21s} "
+                  f"{1e3 * r['python_loop_s']:11.1f} "
+                  f"{_median_and_range(r, 'python_loop_over_floor', 0):>19s}", flush=True)
+    print(f"Times: medians over {rounds} rounds (each the median of {repeats} calls; the loop one "
+          f"call); ratios: the median of the per-round ratios [min–max].\n"
+          f"* Python loop timed over {loop_samples} samples and scaled linearly to S.")
     return {"suite": "estimators", "device": str(jax.devices()[0]), "jax": jax.__version__,
-            "repeats": repeats, "loop_samples": loop_samples, "rows": rows}
+            "rounds": rounds, "repeats": repeats, "loop_samples": loop_samples, "rows": rows}
 
 
 def main(argv):
     del argv
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     if FLAGS.suite == "estimators":
-        result = run_estimators_suite([int(s) for s in FLAGS.num_samples], FLAGS.repeats,
-                                      FLAGS.loop_samples, FLAGS.seed)
+        result = run_estimators_suite([int(s) for s in FLAGS.num_samples], FLAGS.rounds,
+                                      FLAGS.repeats, FLAGS.loop_samples, FLAGS.seed)
     elif FLAGS.suite == "scaling":
         # Its own program, with its own flags: no module it imports (experiments.train,
         # the agents) can then define a flag that collides with this module's.

@@ -29,8 +29,8 @@ Compare with rejax side by side, in the same sitting (its venv: ../shared/peers/
         --total-timesteps 10000 --eval-freq 10000 --repeats 2 --tag sac_10k
 
 (rejax reports trace+lower and compile apart; ours' ``compile_s`` is both together.)
-``python -m experiments.benchmark_peers --rounds=3`` runs both sides alternately and reports the
-per-round ratios and their medians.
+``python -m experiments.benchmark_peers`` runs both sides alternately (5 rounds) and reports the
+per-round ratios, their medians and their ranges.
 """
 
 from __future__ import annotations

@@ -1,20 +1,22 @@
 r"""Side by side with rejax: our agents and rejax's, alternately, round after round, in one run.
 
 The machines here are shared and noisy (±10–15% between minutes), so a speed claim is a ratio
-measured in one sitting. Each round times our single-seed PPO (PureJaxRL's CartPole
-configuration) and SAC (rejax's Pendulum configuration) as ``experiments.benchmark_agents``
-does, and right after each, rejax on the same configuration through the peers' script
-(``../shared/peers/bench_rejax.py`` in its own venv, ``../shared/peers/setup.sh``). Per round and
-agent it reports both sides' best run's env steps per second and their ratio, and both compile
-times (ours: trace, lower and compile; rejax's: trace+lower plus compile, as its script reports
-them apart); then the medians over rounds. Prints a table and writes ``peers_benchmark.json``.
+measured in one sitting. Each round (``--rounds``, 5 by default) times our single-seed PPO
+(PureJaxRL's CartPole configuration) and SAC (rejax's Pendulum configuration) as
+``experiments.benchmark_agents`` does, and rejax on the same configuration through the peers'
+script (``../shared/peers/bench_rejax.py`` in its own venv, ``../shared/peers/setup.sh``), the
+two in turn: ours first in even rounds, rejax first in odd ones (``_common.in_turn``), so a drift
+in the load favours neither. Per round and agent it reports both sides' best run's env steps per
+second and their ratio, and both compile times (ours: trace, lower and compile; rejax's:
+trace+lower plus compile, as its script reports them apart); then the medians over rounds and
+the range (min–max) of the per-round ratios. Prints a table and writes ``peers_benchmark.json``.
 
 Our programs are compiled by ``agents.jit``, on CPU with ``xla_cpu_prefer_vector_width=512``
 (``agents/_jit.py``); rejax, as shipped, with XLA's defaults. ``--peer_same_options`` also runs
 rejax in each round with our CPU options (through ``XLA_FLAGS``) and reports that ratio too, so
 the gain of the options and of the code can be told apart.
 
-    python -m experiments.benchmark_peers --output_dir=/tmp/peers --rounds=3 \
+    python -m experiments.benchmark_peers --output_dir=/tmp/peers --rounds=5 \
         [--agents=ppo] [--peer_same_options] [--peer_python=~/.cache/gradest-peers/venv/bin/python
          --peer_dir=../shared/peers]
 """
@@ -104,8 +106,9 @@ def ours(agent: str) -> dict:
 def side_by_side(rounds: int, agents=AGENTS, ours_fn: Callable[[str], dict] = ours,
                  peer_fn: Callable[[str], dict] | None = None,
                  peer_same_fn: Callable[[str], dict] | None = None) -> dict:
-    """``rounds`` rounds of (ours, rejax[, rejax with our options]) per agent; per-round rows
-    and medians. ``peer_same_fn``, if given, is rejax under our XLA options."""
+    """``rounds`` rounds of (ours, rejax[, rejax with our options]) per agent, the sides in turn
+    (the order reversed every other round); per-round rows, the medians over rounds and the
+    range of each per-round ratio. ``peer_same_fn``, if given, is rejax under our XLA options."""
     if rounds < 1:
         raise ValueError(f"rounds must be positive, got {rounds}")
     peer_fn = peer_fn or (lambda a: run_peer(a, DEFAULT_PEER_PYTHON, DEFAULT_PEER_DIR))
@@ -116,7 +119,11 @@ def side_by_side(rounds: int, agents=AGENTS, ours_fn: Callable[[str], dict] = ou
     rows = []
     for r in range(rounds):
         for agent in agents:
-            mine, theirs = ours_fn(agent), peer_fn(agent)
+            sides = {"ours": lambda a=agent: ours_fn(a), "rejax": lambda a=agent: peer_fn(a)}
+            if peer_same_fn is not None:
+                sides["rejax_same"] = lambda a=agent: peer_same_fn(a)
+            got = _common.in_turn(sides, r)
+            mine, theirs = got["ours"], got["rejax"]
             row = {"round": r, "agent": agent,
                    "ours_steps_per_s": mine["env_steps_per_second"],
                    "rejax_steps_per_s": theirs["env_steps_per_second"],
@@ -127,7 +134,7 @@ def side_by_side(rounds: int, agents=AGENTS, ours_fn: Callable[[str], dict] = ou
                     f"{row['rejax_steps_per_s']:,.0f} (compile {row['rejax_compile_s']:.2f} s), "
                     f"ratio {row['speed_ratio']:.2f}")
             if peer_same_fn is not None:
-                same = peer_same_fn(agent)["env_steps_per_second"]
+                same = got["rejax_same"]["env_steps_per_second"]
                 row.update(rejax_same_options_steps_per_s=same,
                            same_options_ratio=mine["env_steps_per_second"] / same)
                 line += f"; rejax with our options {same:,.0f}, ratio {row['same_options_ratio']:.2f}"
@@ -137,8 +144,10 @@ def side_by_side(rounds: int, agents=AGENTS, ours_fn: Callable[[str], dict] = ou
     for agent in agents:
         mine = [row for row in rows if row["agent"] == agent]
         medians[agent] = {k: statistics.median(row[k] for row in mine) for k in keys}
-        medians[agent]["speed_ratio_range"] = [min(row["speed_ratio"] for row in mine),
-                                               max(row["speed_ratio"] for row in mine)]
+        for ratio in ("speed_ratio", "same_options_ratio"):
+            if ratio in keys:
+                summary = _common.ratio_summary([row[ratio] for row in mine])
+                medians[agent][f"{ratio}_range"] = [summary["min"], summary["max"]]
     return {"rounds": rounds, "rows": rows, "medians": medians}
 
 
@@ -168,8 +177,9 @@ def main(argv):
               f"{m['ours_steps_per_s']:>13,.0f} {m['rejax_steps_per_s']:>14,.0f} "
               f"{m['ours_compile_s']:>12.2f}s {m['rejax_compile_s']:>13.2f}s")
         if "same_options_ratio" in m:
+            lo, hi = m["same_options_ratio_range"]
             print(f"{agent:>5} against rejax with our options ({xla_flags(options)}): ratio "
-                  f"{m['same_options_ratio']:.2f}, rejax "
+                  f"{m['same_options_ratio']:.2f} (range {lo:.2f}–{hi:.2f}), rejax "
                   f"{m['rejax_same_options_steps_per_s']:,.0f} steps/s (medians)")
     _common.write_json(out / "peers_benchmark.json", result)
     print(f"wrote {out / 'peers_benchmark.json'}")
@@ -177,7 +187,8 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.DEFINE_string("output_dir", "results/peers", "where to write the JSON")
-    flags.DEFINE_integer("rounds", 3, "alternating rounds (the medians are reported)")
+    flags.DEFINE_integer("rounds", 5, "alternating rounds (the medians and the range of the "
+                         "per-round ratios are reported)")
     flags.DEFINE_multi_enum("agents", list(AGENTS), list(AGENTS), "which agents to compare")
     flags.DEFINE_bool("peer_same_options", False,
                       "also run rejax with our XLA CPU options (agents.compiler_options)")

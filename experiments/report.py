@@ -4,24 +4,36 @@ r"""The experiment report: every claim of the seeds, run, measured and judged in
     python -m experiments.report --output_dir=results/report --full     # paper scale
 
 Runs each experiment module into ``OUTPUT_DIR/<module>/`` and writes ``OUTPUT_DIR/report.md``
-with, for each seed claim, its figures, its tables and a one-line verdict (holds / does not hold
-here) with the numbers that decide it, plus ``report.json``. A module that fails is reported as
-such and makes the exit status 1; the others still run.
+with a header (date, machine, jax version, run time), then for each seed claim its verdict (holds /
+does not hold here), the rule that decided it in one sentence, the numbers it compared, its
+figures and its tables; plus ``report.json``. A module that fails is reported as such and makes
+the exit status 1; the others still run.
+
+Verdicts are decided on quantities that do not depend on the machine: statistics of the results
+(differences with their standard errors, exact values) and work counted by XLA in a compiled
+program, never on seconds; the same seed gives the same verdicts on a quiet and on a busy
+machine. Wall-clock times are shown beside, in the tables.
 
 Each experiment module provides ``run(output_dir, *, quick, seed) -> results``,
-``verdict(results) -> (holds, line)``, and optionally ``markdown(results) -> str`` (its tables)
-and ``FIGURES`` (its PNG file names, in order; otherwise every PNG it wrote is shown).
+``verdict(results) -> (holds, line)`` (the line gives the numbers compared), ``RULE`` (the rule
+in one sentence), and optionally ``markdown(results) -> str`` (its tables) and ``FIGURES`` (its
+PNG file names, in order; otherwise every PNG it wrote is shown). A claim is one entry of
+``CLAIMS``.
 """
 
 from __future__ import annotations
 
+import datetime
 import importlib
+import os
 import pathlib
+import platform
 import sys
 import time
 import traceback
 from typing import NamedTuple, Sequence
 
+import jax
 from absl import app, flags
 
 from experiments import _common
@@ -47,8 +59,11 @@ CLAIMS = (
 )
 
 
+NO_RULE = "not stated by the module (see its verdict function)"
+
+
 def run_claim(claim: Claim, out: pathlib.Path, quick: bool, seed: int, progress) -> dict:
-    """Runs one claim's module; returns its verdict, tables and figures, or the failure."""
+    """Runs one claim's module; returns its verdict, rule, tables and figures, or the failure."""
     sub = out / claim.module
     start = time.perf_counter()
     try:
@@ -57,7 +72,8 @@ def run_claim(claim: Claim, out: pathlib.Path, quick: bool, seed: int, progress)
         holds, line = module.verdict(results)
         tables = module.markdown(results) if hasattr(module, "markdown") else ""
         figures = list(getattr(module, "FIGURES", ())) or sorted(p.name for p in sub.glob("*.png"))
-        entry = {"status": "ok", "holds": bool(holds), "verdict": line, "tables": tables,
+        entry = {"status": "ok", "holds": bool(holds), "verdict": line,
+                 "rule": getattr(module, "RULE", NO_RULE), "tables": tables,
                  "figures": [f"{claim.module}/{name}" for name in figures]}
     except Exception as e:  # a failing module is reported, not fatal to the others
         traceback.print_exc()
@@ -68,28 +84,59 @@ def run_claim(claim: Claim, out: pathlib.Path, quick: bool, seed: int, progress)
     return entry
 
 
-def render(entries: dict, quick: bool, seed: int, total_seconds: float) -> str:
-    """report.md: a summary table of verdicts, then one section per claim."""
+def _cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    """Where the report ran: CPU model and cores, JAX's devices, jax and Python versions."""
+    return {"cpu": _cpu_name(), "cpu_cores": os.cpu_count(),
+            "devices": sorted({f"{d.platform}: {d.device_kind}" for d in jax.devices()}),
+            "num_devices": jax.device_count(), "jax": jax.__version__,
+            "python": platform.python_version(), "os": platform.platform()}
+
+
+def _verdict_word(e: dict) -> str:
+    return "holds" if e["holds"] else "does not hold"
+
+
+def render(entries: dict, quick: bool, seed: int, total_seconds: float, host: dict,
+           date: str) -> str:
+    """report.md: a header, a summary table of verdicts, then one section per claim."""
+    budget = (f"- Budget: {'quick' if quick else 'full (paper scale)'}; seed {seed}; run time "
+              f"{total_seconds:.0f} s (wall-clock, which depends on the machine and its load). "
+              f"Regenerate with `python -m experiments.report{'' if quick else ' --full'}`.")
+    how = ("Every verdict follows a rule stated with it, applied to statistics of the results "
+           "(differences with their standard errors, exact values) or to work counted in a "
+           "compiled program, never to seconds: the same seed gives the same verdicts on a "
+           "quiet and on a busy machine. Monte Carlo numbers are given as mean ± standard error.")
+    devices = f"{', '.join(host['devices'])} ({host['num_devices']} in all)"
     lines = ["# gradest: the seeds' claims, reproduced", "",
-             f"Budget: {'quick' if quick else 'full (paper scale)'}; seed {seed}; "
-             f"{total_seconds:.0f} s in all. Regenerate with `python -m experiments.report"
-             f"{'' if quick else ' --full'}`.", "",
-             "| seed | claim | verdict | numbers |", "|---|---|---|---|"]
+             f"- Date: {date}",
+             f"- Machine: {host['cpu']}, {host['cpu_cores']} cores; JAX devices: {devices}",
+             f"- Software: jax {host['jax']}, Python {host['python']}, {host['os']}",
+             budget, "", how, "", "| seed | claim | verdict |", "|---|---|---|"]
     for c in CLAIMS:
         e = entries[c.seed]
-        if e["status"] == "ok":
-            lines.append(f"| {c.seed} | {c.claim} | **{'holds' if e['holds'] else 'does not hold'}** "
-                         f"| {e['verdict']} |")
-        else:
-            lines.append(f"| {c.seed} | {c.claim} | **not run** | {e['error']} |")
+        verdict = f"**{_verdict_word(e)}**" if e["status"] == "ok" else f"**not run**: {e['error']}"
+        lines.append(f"| {c.seed} | {c.claim} | {verdict} |")
     for c in CLAIMS:
         e = entries[c.seed]
-        lines += ["", f"## Seed {c.seed}: {c.claim}", "", f"Module: `python -m experiments.{c.module}`"
-                  f" ({e['seconds']:.0f} s here).", ""]
+        module = f"Module: `python -m experiments.{c.module}` ({e['seconds']:.0f} s here)."
+        lines += ["", f"## Seed {c.seed}: {c.claim}", "", module, ""]
         if e["status"] != "ok":
             lines.append(f"Did not run: `{e['error']}`")
             continue
-        lines += [f"**Verdict: {'holds' if e['holds'] else 'does not hold'} here.** {e['verdict']}", ""]
+        lines += [f"**Verdict: {_verdict_word(e)} here.**", "", f"**Rule.** {e['rule']}", "",
+                  f"**Numbers compared.** {e['verdict']}", ""]
         lines += [f"![{name}]({name})" for name in e["figures"]]
         if e["tables"]:
             lines += ["", e["tables"]]
@@ -113,9 +160,11 @@ def run(output_dir, *, quick: bool = True, seed: int = 0, only: Sequence[str] = 
         entries.setdefault(c.seed, {"status": "skipped", "error": "not selected (--only)",
                                     "seconds": 0.0})
     total = progress.elapsed()
-    (out / "report.md").write_text(render(entries, quick, seed, total))
+    host = machine()
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    (out / "report.md").write_text(render(entries, quick, seed, total, host, date))
     _common.write_json(out / "report.json", {"quick": quick, "seed": seed, "seconds": total,
-                                             "claims": entries})
+                                             "date": date, "machine": host, "claims": entries})
     progress(f"wrote {out / 'report.md'}")
     return entries
 

@@ -36,7 +36,8 @@ numbers). Critics, α and V keep the shared step size.
 
 and report final greedy returns (32 episodes per seed), learning curves, the actor gradient's
 per-state variance and SNR over training (``gradest.diagnostics`` on one replay batch per log), and
-the wall-clock cost of one gradient update (critic, actor, α) of each, timed on its own.
+the cost of one gradient update (critic, actor, α, V) of each: the FLOPs and bytes XLA counts in
+the compiled update, which the verdict compares, and beside them its wall-clock time.
 """
 
 from __future__ import annotations
@@ -112,12 +113,12 @@ class Sizes:
 FULL = Sizes()
 # The quick budget keeps the full budget's 10⁴ steps (at 1.5·10³ nothing has learned yet and the
 # comparison of returns is noise) with half the seeds and the verdict's three variants.
-# 500 timed updates (~0.3 s a variant) even in the quick budget: with 50 the cost ratio, which
-# the verdict compares with COST_BOUND, moved by ±0.1 between runs.
+# 500 timed updates (~0.3 s a variant) even in the quick budget: with 50 the seconds ratio moved
+# by ±0.1 between runs (the verdict compares counted FLOPs, not seconds).
 QUICK = Sizes(num_seeds=4, total_steps=10_000, timing_updates=500)
 
 T_BOUND = 2.0  # |Welch t| below this: "about the same"; above it (the right way): "worse"
-COST_BOUND = 1.5  # cost per update within this factor of pathwise's: "about the same cost"
+COST_BOUND = 1.5  # FLOPs per update within this factor of pathwise's: "about the same cost"
 
 
 def base_config(total_steps: int, **overrides) -> sac.SACConfig:
@@ -151,33 +152,57 @@ def train_variant(config: sac.SACConfig, variant: Variant, keys: jax.Array) -> d
     return {"compile_seconds": compile_s, "train_seconds": train_s, "metrics": metrics}
 
 
-def time_updates(configs: dict, key: jax.Array, num_updates: int, rounds: int = 5) -> dict:
-    """Seconds per gradient update (critic, actor, α and targets) of one seed per variant, from a
-    compiled scan of ``num_updates`` updates on a buffer of random-action transitions. The
-    variants are timed in interleaved rounds (median per variant), so a change in the shared
-    machine's load hits all of them alike."""
+def _update_inputs(configs: dict, key: jax.Array) -> dict:
+    """name -> (agent, state): one seed's state per variant, its buffer filled with a batch of
+    random-action transitions, as an update in training sees it."""
     env, env_params = gymnax.make(ENV_ID)
-    k_init, k_fill, k_run = jax.random.split(key, 3)
-    programs = {}
+    k_init, k_fill = jax.random.split(key)
+    inputs = {}
     for name, config in configs.items():
         variant = VARIANTS[name]
         setup = sac.make_setup(config, env, env_params, variant.estimator, variant.baseline)
         state = sac.init_state(setup, k_init)
         state, _ = jax.jit(lambda s, k, a=setup, n=config.batch_size: jax.lax.scan(
-            functools.partial(sac.warmup_step, a), s, jax.random.split(k, n)))(
-                state, k_fill)
+            functools.partial(sac.warmup_step, a), s, jax.random.split(k, n)))(state, k_fill)
+        inputs[name] = (setup, state)
+    return inputs
+
+
+def update_costs(inputs: dict, key: jax.Array) -> dict:
+    """XLA's count of the work of one gradient update (critic, actor, α, V and targets) per
+    variant: ``{"flops", "bytes_accessed", "transcendentals"}`` of the compiled update
+    (``_common.compiled_cost``), compiled as training compiles it. The verdict's cost: it is the
+    same on a quiet and on a loaded machine, unlike seconds."""
+    return {name: _common.compiled_cost(
+                jit(functools.partial(sac.learn, setup)).lower(state, key).compile())
+            for name, (setup, state) in inputs.items()}
+
+
+def time_updates(inputs: dict, key: jax.Array, num_updates: int, rounds: int = 5) -> dict:
+    """Seconds per gradient update of one seed per variant, from a compiled scan of
+    ``num_updates`` updates, in rounds that take the variants in turn (median over rounds).
+    Reported beside the counted cost, never judged: the machine's load moves it."""
+    programs = {}
+    for name, (setup, state) in inputs.items():
         # The whole final state is the output: returning less would let XLA drop the updates.
         run = jit(lambda s, k, a=setup: jax.lax.scan(
             functools.partial(sac.learn, a), s, jax.random.split(k, num_updates))[0])
-        compiled = run.lower(state, k_run).compile()
-        jax.block_until_ready(compiled(state, k_run))
+        compiled = run.lower(state, key).compile()
+        jax.block_until_ready(compiled(state, key))
         programs[name] = (compiled, state)
-    times = {name: [] for name in configs}
+
+    def timed(compiled, state, k):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(state, k))
+        return time.perf_counter() - start
+
+    times = {name: [] for name in programs}
     for i in range(rounds):
-        for name, (compiled, state) in programs.items():
-            start = time.perf_counter()
-            jax.block_until_ready(compiled(state, jax.random.fold_in(k_run, i)))
-            times[name].append(time.perf_counter() - start)
+        k = jax.random.fold_in(key, i)
+        for name, seconds in _common.in_turn(
+                {n: functools.partial(timed, c, s, k) for n, (c, s) in programs.items()},
+                i).items():
+            times[name].append(seconds)
     return {name: float(np.median(t)) / num_updates for name, t in times.items()}
 
 
@@ -194,6 +219,7 @@ def summarize(name: str, result: dict) -> dict:
         "compile_seconds": result["compile_seconds"],
         "train_seconds": result["train_seconds"],
         "seconds_per_update": result["seconds_per_update"],
+        "update_cost": result["update_cost"],
         "env_steps": m["env_steps"][0].tolist(),
         "eval_return_curve": m["eval_return"].tolist(),
         "grad_variance_curve": m["grad_variance"].tolist(),
@@ -202,47 +228,79 @@ def summarize(name: str, result: dict) -> dict:
     }
 
 
+def _returns(x) -> np.ndarray:
+    """Per-seed final returns, a diverged (NaN) seed counted as the worst return, -10⁴."""
+    return np.nan_to_num(np.asarray(x, float), nan=-1e4)
+
+
 def welch_t(a, b) -> float:
     """Welch's t of mean(a) − mean(b) (NaN-safe: a diverged seed counts as the worst return)."""
-    a, b = (np.nan_to_num(np.asarray(x, float), nan=-1e4) for x in (a, b))
-    return float(scipy.stats.ttest_ind(a, b, equal_var=False).statistic)
+    return float(scipy.stats.ttest_ind(_returns(a), _returns(b), equal_var=False).statistic)
+
+
+def difference(a, b) -> tuple[float, float, float]:
+    """mean(a) − mean(b), its standard error sqrt(se_a² + se_b²) and Welch's t (NaN-safe)."""
+    a, b = _returns(a), _returns(b)
+    se = float(np.sqrt(np.var(a, ddof=1) / a.size + np.var(b, ddof=1) / b.size))
+    return float(a.mean() - b.mean()), se, welch_t(a, b)
 
 
 def _ret(x: dict) -> str:
-    return f"{x['final_return_mean']:.1f}±{x['final_return_se']:.1f}"
+    return f"{x['final_return_mean']:.1f} ± {x['final_return_se']:.1f}"
+
+
+def _cost_ratio(x: dict, pw: dict, field: str = "flops") -> float:
+    return x["update_cost"][field] / pw["update_cost"][field]
+
+
+def _mflop(x: dict) -> float:
+    return x["update_cost"]["flops"] / 1e6
+
+
+RULE = (f"Holds when all three parts hold: (i) the final returns of the score function with the "
+        f"learned V(s) baseline and of pathwise differ by |Welch t| < {T_BOUND:g}; (ii) one "
+        f"gradient update of the score function with V(s) does less than {COST_BOUND:g}× "
+        "pathwise's work, counted as the FLOPs of the compiled update (XLA's cost analysis; "
+        "bytes accessed and wall-clock seconds are shown beside, never judged); (iii) without "
+        f"the baseline the final return is lower than with it by Welch t > {T_BOUND:g}.")
 
 
 def verdict(results: dict) -> tuple[bool, str]:
     """Seed 002's claims from the numbers (score function with the learned V(s) baseline, the
-    seed's form, against pathwise and against no baseline, at the same K):
+    seed's form, against pathwise and against no baseline, at the same K), by ``RULE``:
 
     (i) same performance: |Welch t| of score_function+V against pathwise below 2;
-    (ii) same cost: score_function+V's seconds per update within 1.5× of pathwise's;
+    (ii) same cost: score_function+V's FLOPs per update (XLA's count of the compiled update)
+        within 1.5× of pathwise's;
     (iii) the baseline matters: score_function without baseline worse than with it, t > 2.
 
-    The line also gives every other variant's return and cost, so the other baselines can be
-    read against the claim.
+    Reads final returns and counted work only, never a timing. The line also gives every other
+    variant's return and FLOPs, so the other baselines can be read against the claim.
     """
     v = results["variants"]
     pw, sfv, sf = v["pathwise"], v["score_function+V"], v["score_function"]
-    t_same = welch_t(sfv["final_return_per_seed"], pw["final_return_per_seed"])
-    cost = sfv["seconds_per_update"] / pw["seconds_per_update"]
-    t_base = welch_t(sfv["final_return_per_seed"], sf["final_return_per_seed"])
+    d_same, se_same, t_same = difference(sfv["final_return_per_seed"], pw["final_return_per_seed"])
+    cost = _cost_ratio(sfv, pw)
+    d_base, se_base, t_base = difference(sfv["final_return_per_seed"], sf["final_return_per_seed"])
     same, cheap, matters = abs(t_same) < T_BOUND, cost < COST_BOUND, t_base > T_BOUND
     holds = bool(same and cheap and matters)
     others = "; ".join(
-        f"{name} {_ret(x)} ({x['seconds_per_update'] / pw['seconds_per_update']:.2f}× cost, "
+        f"{name} {_ret(x)} ({_cost_ratio(x, pw):.2f}× pathwise's FLOPs, "
         f"t={welch_t(x['final_return_per_seed'], pw['final_return_per_seed']):+.2f} vs pathwise)"
         for name, x in v.items() if name not in ("pathwise", "score_function+V", "score_function"))
     line = (f"seed 002 {'HOLDS' if holds else 'DOES NOT FULLY HOLD'} on {ENV_ID} at "
             f"{results['sizes']['total_steps']:,} steps, {results['sizes']['num_seeds']} seeds: "
-            f"(i) score function (K={K}) with learned V(s) {_ret(sfv)} vs pathwise {_ret(pw)} "
-            f"(t={t_same:+.2f}: {'about the same' if same else 'different'}); "
-            f"(ii) {sfv['seconds_per_update'] * 1e3:.2f} vs {pw['seconds_per_update'] * 1e3:.2f} "
-            f"ms per update ({cost:.2f}×: {'about the same' if cheap else 'costlier'}); "
-            f"(iii) without baseline {_ret(sf)} (t={t_base:+.2f} against with: "
-            f"{'much worse' if matters else 'not clearly worse'}); actor-gradient variance "
-            f"(median) pathwise {pw['grad_variance_median']:.3g}, score function with V "
+            f"(i) final return, score function (K={K}) with learned V(s) {_ret(sfv)} vs pathwise "
+            f"{_ret(pw)}: difference {d_same:+.1f} ± {se_same:.1f}, t = {t_same:+.2f}, "
+            f"|t| {'<' if same else '≥'} {T_BOUND:g} ({'about the same' if same else 'different'}); "
+            f"(ii) {_mflop(sfv):.1f} vs {_mflop(pw):.1f} MFLOP per update: {cost:.2f}× "
+            f"{'<' if cheap else '≥'} {COST_BOUND:g}× ({'about the same cost' if cheap else 'costlier'}"
+            f"; bytes accessed {_cost_ratio(sfv, pw, 'bytes_accessed'):.2f}×); "
+            f"(iii) without baseline {_ret(sf)}: with − without {d_base:+.1f} ± {se_base:.1f}, "
+            f"t = {t_base:+.2f} {'>' if matters else '≤'} {T_BOUND:g} "
+            f"({'much worse without' if matters else 'not clearly worse without'}); "
+            f"actor-gradient variance (median over seeds and logs) pathwise "
+            f"{pw['grad_variance_median']:.3g}, score function with V "
             f"{sfv['grad_variance_median']:.3g}, without {sf['grad_variance_median']:.3g}"
             + (f". Others: {others}" if others else ""))
     return holds, line
@@ -271,32 +329,41 @@ FIGURES = ("learning_curves.png", "grad_variance.png", "grad_snr.png")
 
 
 def markdown(results: dict) -> str:
-    """The per-estimator table (final return, per-seed returns, gradient variance and SNR, cost)."""
-    pw_cost = results["variants"].get("pathwise", {}).get("seconds_per_update")
-    rows = ["| estimator | actor lr | final return (mean ± s.e.) | per seed | actor-grad variance "
-            "(median) | SNR (median) | ms / update | × pathwise | compile s | train s |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    """The per-estimator table: final return, per-seed returns, gradient variance and SNR, and
+    the cost of one update counted by XLA (FLOPs, bytes) beside its wall-clock time."""
+    pw = results["variants"].get("pathwise")
+    header = ("| estimator | actor lr | final return (mean ± s.e.) | per seed | actor-grad "
+              "variance (median) | SNR (median) | MFLOP / update | FLOPs × pathwise | MB accessed "
+              "/ update | bytes × pathwise | ms / update (wall-clock) | compile s | train s |")
+    rows = [header, "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, v in results["variants"].items():
         seeds = ", ".join(f"{x:.0f}" for x in v["final_return_per_seed"])
-        ratio = f"{v['seconds_per_update'] / pw_cost:.2f}" if pw_cost else "–"
-        rows.append(f"| {name} | {v['actor_learning_rate']:.0e} | {v['final_return_mean']:.1f} ± "
-                    f"{v['final_return_se']:.1f} | {seeds} | {v['grad_variance_median']:.3g} | "
-                    f"{v['grad_snr_median']:.3g} | {v['seconds_per_update'] * 1e3:.2f} | {ratio} | "
+        cost = v["update_cost"]
+        ratios = [f"{_cost_ratio(v, pw, f):.2f}" if pw else "–"
+                  for f in ("flops", "bytes_accessed")]
+        rows.append(f"| {name} | {v['actor_learning_rate']:.0e} | {_ret(v)} | {seeds} | "
+                    f"{v['grad_variance_median']:.3g} | {v['grad_snr_median']:.3g} | "
+                    f"{cost['flops'] / 1e6:.1f} | {ratios[0]} | {cost['bytes_accessed'] / 1e6:.1f} "
+                    f"| {ratios[1]} | {v['seconds_per_update'] * 1e3:.2f} | "
                     f"{v['compile_seconds']:.1f} | {v['train_seconds']:.1f} |")
-    return "\n".join([
+    intro = (
         f"{results['sizes']['num_seeds']} seeds × {results['sizes']['total_steps']:,} env steps "
         f"per estimator on {ENV_ID}, tuned Pendulum config (score function: K={K} actions per "
-        "state); final return = mean of 32 greedy episodes; ms / update timed on one seed, "
-        "variants interleaved.", "", *rows, ""])
+        "state); final return = mean of 32 greedy episodes per seed, ± its standard error over "
+        "seeds. Cost of one gradient update (critics, actor, α, V, targets) of one seed: FLOPs "
+        "and bytes accessed as XLA counts them in the compiled update (what the verdict "
+        "compares: the same on a quiet and on a busy machine), and the wall-clock time "
+        "(median over rounds taking the variants in turn; it moves with the machine's load, "
+        "so it is shown, not judged). The actor-gradient variance and SNR are medians over "
+        "seeds of the median over logs.")
+    return "\n".join([intro, "", *rows, ""])
 
 
 def write_markdown(results: dict, path) -> None:
     text = "\n".join([
         f"# Seed 002 on {ENV_ID}: reparameterized vs score-function SAC", "",
-        markdown(results), "## Verdict", "", results["verdict"]["line"], "",
-        "Criteria: (i) |Welch t| < 2 between score function + V(s) and pathwise; (ii) cost per "
-        "update within 1.5×; (iii) no baseline worse than with it by Welch t > 2. Figures: "
-        "`learning_curves.png`, `grad_variance.png`, `grad_snr.png`.", ""])
+        markdown(results), "## Verdict", "", f"Rule: {RULE}", "", results["verdict"]["line"], "",
+        "Figures: `learning_curves.png`, `grad_variance.png`, `grad_snr.png`.", ""])
     path.write_text(text)
 
 
@@ -335,13 +402,19 @@ def run(output_dir, *, num_seeds: int | None = None, total_steps: int | None = N
         final = trained[name]["metrics"]["eval_return"][:, -1]
         log(f"{name}: final return {np.mean(final):.1f} (per seed {np.round(final).tolist()}), "
             f"train {trained[name]['train_seconds']:.1f}s")
-    costs = time_updates(configs, prng_key(seed), sz.timing_updates)
+    k_inputs, k_run = jax.random.split(prng_key(seed))
+    inputs = _update_inputs(configs, k_inputs)
+    costs = update_costs(inputs, k_run)
+    seconds = time_updates(inputs, k_run, sz.timing_updates)
     for name, result in trained.items():
-        result["seconds_per_update"] = costs[name]
+        result["seconds_per_update"] = seconds[name]
+        result["update_cost"] = costs[name]
         results["variants"][name] = summarize(name, result)
         results["variants"][name]["actor_learning_rate"] = float(
             configs[name].learning_rate * configs[name].actor_lr_scale)
-        log(f"{name}: {costs[name] * 1e3:.2f} ms/update")
+        log(f"{name}: {costs[name]['flops'] / 1e6:.1f} MFLOP, "
+            f"{costs[name]['bytes_accessed'] / 1e6:.1f} MB accessed, "
+            f"{seconds[name] * 1e3:.2f} ms per update")
     results["config"] = dataclasses.asdict(base_config(sz.total_steps, **config_overrides))
     results["tuning"] = TUNING
     if all(n in results["variants"] for n in VERDICT_VARIANTS):

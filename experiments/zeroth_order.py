@@ -219,6 +219,7 @@ def training_experiment(key, data, params0, sizes: Sizes, log) -> dict:
     return {"steps": steps, "heldout_accuracy": curves,
             "final_heldout_accuracy": {n: c[-1] for n, c in curves.items()},
             "final_train_accuracy": final_train, "train_seconds": seconds,
+            "num_train": int(data[0].shape[0]), "num_test": int(data[2].shape[0]),
             "learning_rates": LEARNING_RATES, "epsilon": TRAIN_EPSILON,
             "num_directions": sizes.num_directions, "loo_samples": sizes.loo_samples}
 
@@ -278,13 +279,18 @@ def mean_cosine(grads: np.ndarray, exact: np.ndarray) -> float:
     consistent, unlike cos(ḡ, g*), which noise pulls towards 0. Clipped to [−1, 1]; unstable
     (large jackknife error) where the signal hardly exceeds the noise.
     """
-    n = grads.shape[0]
-    mean = grads.mean(axis=0)
-    signal = np.dot(mean, mean) - np.sum(grads.var(axis=0, ddof=1)) / n
+    signal = _signal(grads)
     if signal <= 0:
         # The mean direction is not resolved from the noise: no evidence of alignment.
         return 0.0
-    return float(np.clip(np.dot(mean, exact) / (np.sqrt(signal) * np.linalg.norm(exact)), -1, 1))
+    return float(np.clip(np.dot(grads.mean(axis=0), exact)
+                         / (np.sqrt(signal) * np.linalg.norm(exact)), -1, 1))
+
+
+def _signal(grads: np.ndarray) -> float:
+    """‖ḡ‖² − tr Var ĝ / n: unbiased for ‖E ĝ‖²; ≤ 0 when the noise hides the mean direction."""
+    mean = grads.mean(axis=0)
+    return float(np.dot(mean, mean) - np.sum(grads.var(axis=0, ddof=1)) / grads.shape[0])
 
 
 def direction_stats(grads: np.ndarray, exact: np.ndarray, repeats: int) -> dict:
@@ -295,12 +301,15 @@ def direction_stats(grads: np.ndarray, exact: np.ndarray, repeats: int) -> dict:
     * ``noise_ceiling``: that cosine for an estimator whose mean were exactly ``exact``, with the
       measured variance, sqrt(‖g*‖² / (‖g*‖² + tr Var ĝ / n_repeat));
     * ``mean_cosine`` ± ``mean_cosine_se``: the noise-free cos(E ĝ, g*) (``mean_cosine``) over
-      all calls, with a jackknife standard error over the repeats;
-    * the per-call total variance and the fraction of calls that moved the objective at all.
+      all calls, with a jackknife standard error over the repeats; ``mean_resolved``: whether
+      the mean direction stands out of the noise at all (otherwise ``mean_cosine`` is 0 by
+      definition and its standard error large);
+    * the per-call total variance with its standard error, and the fraction of calls that moved
+      the objective at all.
     """
     groups = grads.reshape(repeats, -1, grads.shape[-1])
     cos = np.array([cosine(g.mean(axis=0), exact) for g in groups])
-    total_var = float(np.sum(grads.var(axis=0, ddof=1)))
+    total_var, total_var_se = _common.total_variance_with_stderr(grads)
     g2 = float(np.dot(exact, exact))
     pooled = mean_cosine(grads, exact)
     jack = np.array([mean_cosine(np.concatenate(np.delete(groups, r, axis=0)), exact)
@@ -310,7 +319,9 @@ def direction_stats(grads: np.ndarray, exact: np.ndarray, repeats: int) -> dict:
             "noise_ceiling": float(np.sqrt(g2 / (g2 + total_var / groups.shape[1]))),
             "mean_cosine": pooled,
             "mean_cosine_se": float(np.sqrt((repeats - 1) * np.mean((jack - jack.mean()) ** 2))),
+            "mean_resolved": _signal(grads) > 0,
             "total_variance_per_call": total_var,
+            "total_variance_per_call_se": total_var_se,
             "fraction_nonzero": float(np.mean(np.any(grads != 0, axis=-1)))}
 
 
@@ -347,9 +358,9 @@ def cosine_experiment(key, data, params0, sizes: Sizes, log) -> dict:
         log(f"(b) {objective}: cos(E ĝ, ∇J) " + " ".join(f"{r['mean_cosine']:.2f}" for r in rows)
             + f" over ε = {epsilons[0]:.0e}..{epsilons[-1]:g}")
     # Baselines on the objective (a) trains, at its ε; the same key, so the same directions.
-    out["baseline_variance"] = {
-        b: stats("accuracy", b, k_base, TRAIN_EPSILON)["total_variance_per_call"]
-        for b in ZO_BASELINES}
+    base = {b: stats("accuracy", b, k_base, TRAIN_EPSILON) for b in ZO_BASELINES}
+    out["baseline_variance"] = {b: r["total_variance_per_call"] for b, r in base.items()}
+    out["baseline_variance_se"] = {b: r["total_variance_per_call_se"] for b, r in base.items()}
     out["baseline_variance_epsilon"] = TRAIN_EPSILON
     out["baseline_variance_directions"] = per_call
     return out
@@ -412,38 +423,78 @@ def run(output_dir, *, quick: bool, seed: int, **sizes) -> dict:
 FIGURES = ("training_accuracy.png", "cosine_vs_epsilon.png")
 
 
+def _accuracy_se(accuracy: float, n: int) -> float:
+    """Binomial standard error of an accuracy measured on ``n`` digits."""
+    return float(np.sqrt(accuracy * (1.0 - accuracy) / n))
+
+
+def _pm(value: float, se: float) -> str:
+    return f"{value:.3g} ± {se:.2g}"
+
+
+def _mean_cos(r: dict, i: int) -> str:
+    """cos(E ĝ, ∇J) ± s.e., or why there is none: when ‖ḡ‖² ≤ tr Var ĝ / n the mean direction
+    is not resolved from the noise, and ``mean_cosine`` is 0 by definition."""
+    if not r["mean_resolved"][i]:
+        return f"unresolved† (± {r['mean_cosine_se'][i]:.2g})"
+    return _pm(r["mean_cosine"][i], r["mean_cosine_se"][i])
+
+
 def markdown(results: dict) -> str:
-    """The report's tables: cosines against ε, baseline variances, final accuracies."""
+    """The report's tables: cosines against ε, baseline variances, final accuracies, each Monte
+    Carlo number with its standard error; special values explained below the table."""
     b, a = results["cosine"], results["training"]
     j, r = b["expected_reward"], b["accuracy"]
-    rows = [{"ε": float(e), "cos(E ZO[J], ∇J)": j["mean_cosine"][i],
-             "± se (J)": j["mean_cosine_se"][i], "cos(E ZO[R], ∇J)": r["mean_cosine"][i],
-             "± se (R)": r["mean_cosine_se"][i], "cos(ĝ_R, ∇J)": r["cosine"][i],
-             "noise ceiling (R)": r["noise_ceiling"][i]}
+    rows = [{"ε": float(e), "cos(E ZO[J], ∇J) ± s.e.": _mean_cos(j, i),
+             "cos(E ZO[R], ∇J) ± s.e.": _mean_cos(r, i),
+             "cos(ĝ_R, ∇J) ± s.e.": _pm(r["cosine"][i], r["cosine_se"][i]),
+             "noise ceiling (R)": r["noise_ceiling"][i],
+             "calls that moved R": r["fraction_nonzero"][i]}
             for i, e in enumerate(b["epsilons"])]
-    base = [{"baseline": k, "total variance per call": v}
+    base = [{"baseline": k, "total variance per call ± s.e.": _pm(v, b["baseline_variance_se"][k])}
             for k, v in b["baseline_variance"].items()]
-    acc = [{"method": n, "held-out accuracy": v, "train accuracy": a["final_train_accuracy"][n]}
+    n_test, n_train = a["num_test"], a["num_train"]
+    acc = [{"method": n, "held-out accuracy ± s.e.": _pm(v, _accuracy_se(v, n_test)),
+            "train accuracy ± s.e.": _pm(a["final_train_accuracy"][n],
+                                         _accuracy_se(a["final_train_accuracy"][n], n_train))}
            for n, v in a["final_heldout_accuracy"].items()]
+    intro = (f"Fixed θ: a batch of {b['batch']} digits, accuracy {b['accuracy_at_theta']:.3f}, "
+             f"J = {b['expected_reward_at_theta']:.3f}, ‖∇J‖ = {b['policy_gradient_norm']:.3g}, "
+             f"d = {b['dimension']}, {b['directions_per_repeat']} directions × {b['repeats']} "
+             "repeats per ε. J: the expected reward (the seed's smoothed objective); R: the raw "
+             "argmax accuracy; ĝ_R: one repeat's estimate, its cosine averaged over repeats.")
+    notes = ("Special values. cos(E ZO, ∇J) removes the Monte Carlo noise: ⟨ḡ, ∇J⟩ / "
+             "(sqrt(‖ḡ‖² − tr Var ĝ / n) ‖∇J‖). † unresolved: ‖ḡ‖² ≤ tr Var ĝ / n, the mean "
+             "direction does not stand out of the noise, and the estimate is 0 by definition "
+             "(no evidence of alignment); its jackknife standard error is then large (as in "
+             "0 ± 0.866: leaving out one repeat resolves a direction one way or the other). "
+             "cos(ĝ_R, ∇J) is 0 where no direction moved the accuracy (R is piecewise "
+             "constant: at small ε no step crosses a decision boundary; see the fraction of "
+             "calls that moved R). The noise ceiling is the cos(ĝ_R, ∇J) an estimator whose "
+             "mean were exactly ∇J would reach with the measured variance.")
+    base_title = (f"Zeroth-order baselines on R at ε = {b['baseline_variance_epsilon']} "
+                  f"({b['baseline_variance_directions']} directions per call):")
+    acc_title = (f"Accuracy after training, on {n_test} held-out and {n_train} training digits "
+                 "(± the binomial standard error):")
     return "\n\n".join([
-        f"Fixed θ: a batch of {b['batch']} digits, accuracy {b['accuracy_at_theta']:.3f}, "
-        f"J = {b['expected_reward_at_theta']:.3f}, ‖∇J‖ = {b['policy_gradient_norm']:.3g}, "
-        f"d = {b['dimension']}, {b['directions_per_repeat']} directions × {b['repeats']} "
-        "repeats per ε. J: the expected reward (the seed's smoothed objective); R: the raw "
-        "argmax accuracy; ĝ_R: one repeat's estimate.",
-        _common.markdown_table(rows, list(rows[0]), 3),
-        f"Zeroth-order baselines on R at ε = {b['baseline_variance_epsilon']} "
-        f"({b['baseline_variance_directions']} directions per call):",
-        _common.markdown_table(base, ["baseline", "total variance per call"], 3),
-        _common.markdown_table(acc, ["method", "held-out accuracy", "train accuracy"], 3)])
+        intro, _common.markdown_table(rows, list(rows[0]), 3), notes,
+        base_title, _common.markdown_table(base, list(base[0]), 3),
+        acc_title, _common.markdown_table(acc, list(acc[0]), 3)])
 
 
 NUM_SE = 3.0          # a cosine counts as positive when it exceeds this many standard errors
 NEAR_ONE = 0.98       # cos(E ĝ, ∇J) at least this high (or within 3 SE of 1) is "equal"
 
+RULE = ("Holds when both links of the seed's chain hold, on the noise-free cosines "
+        "cos(E ĝ_ε, ∇J) with their jackknife standard errors: the zeroth-order gradient of the "
+        f"expected reward J reaches cosine ≥ {NEAR_ONE:g} with the policy gradient ∇J at the "
+        f"smallest ε (or is within {NUM_SE:g} standard errors of 1), and the zeroth-order "
+        "gradient of the raw argmax accuracy has a positive cosine with ∇J, by more than "
+        f"{NUM_SE:g} standard errors, at its best ε.")
+
 
 def verdict(results: dict) -> tuple[bool, str]:
-    """Seed 003's claim, decided from the noise-free cosines cos(E ĝ_ε, ∇J) of (b).
+    """Seed 003's claim, decided from the noise-free cosines cos(E ĝ_ε, ∇J) of (b) by ``RULE``.
 
     The seed's chain is ∇̃R ≈ ∇̃J ≈ ∇J (R the argmax accuracy, J the expected reward, ∇J the
     policy gradient). Its exact link: the zeroth-order gradient of J approaches ∇J as ε shrinks,
@@ -467,14 +518,16 @@ def verdict(results: dict) -> tuple[bool, str]:
         raw = "aligned"
     else:
         raw = "aligned, not equal"
-    accs = ", ".join(f"{n} {v:.3f}" for n, v in sorted(a["final_heldout_accuracy"].items(),
-                                                        key=lambda kv: -kv[1]))
+    accs = ", ".join(f"{n} {v:.3f} ± {_accuracy_se(v, a['num_test']):.3f}" for n, v in sorted(a["final_heldout_accuracy"].items(),
+                                        key=lambda kv: -kv[1]))
     line = (f"seed 003 {'HOLDS' if holds else 'FAILS'}: "
-            f"cos(E ZO_ε[J], ∇J) = {cj[0]:.3f}±{sj[0]:.3f} at ε={eps[0]:g} "
-            f"({'→ 1' if near_one else 'does not approach 1'}); "
-            f"cos(E ZO_ε[argmax accuracy], ∇J) best {cr[best]:.3f}±{sr[best]:.3f} at "
-            f"ε={eps[best]:.3g}, {cr[0]:.3f}±{sr[0]:.3f} at ε={eps[0]:g} ({raw}); "
-            f"held-out accuracy: {accs}")
+            f"cos(E ZO_ε[J], ∇J) = {cj[0]:.3f} ± {sj[0]:.3f} at ε = {eps[0]:g} "
+            f"({'≥' if cj[0] >= NEAR_ONE else '<'} {NEAR_ONE:g}; "
+            f"{'→ 1' if near_one else 'does not approach 1'}); "
+            f"cos(E ZO_ε[argmax accuracy], ∇J) best {cr[best]:.3f} ± {sr[best]:.3f} at "
+            f"ε = {eps[best]:.3g} ({cr[best] / sr[best] if sr[best] > 0 else float('inf'):.1f} "
+            f"s.e. {'>' if raw_aligned else '≤'} {NUM_SE:g}: {raw}), {cr[0]:.3f} ± {sr[0]:.3f} "
+            f"at ε = {eps[0]:g}; held-out accuracy: {accs}")
     return holds, line
 
 

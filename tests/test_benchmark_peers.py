@@ -11,8 +11,10 @@ from experiments import benchmark_peers
 
 def test_side_by_side_alternates_and_takes_medians():
     calls = []
-    ours_speed = {"ppo": iter([200.0, 260.0, 240.0]), "sac": iter([2000.0, 2100.0, 2200.0])}
-    peer_speed = {"ppo": iter([250.0, 200.0, 240.0]), "sac": iter([1000.0, 1500.0, 2000.0])}
+    ours_speed = {"ppo": iter([200.0, 260.0, 240.0, 300.0, 100.0]),
+                  "sac": iter([2000.0, 2100.0, 2200.0, 2000.0, 2000.0])}
+    peer_speed = {"ppo": iter([250.0, 200.0, 240.0, 200.0, 200.0]),
+                  "sac": iter([1000.0, 1500.0, 2000.0, 1000.0, 2000.0])}
 
     def ours(agent):
         calls.append(("ours", agent))
@@ -22,13 +24,18 @@ def test_side_by_side_alternates_and_takes_medians():
         calls.append(("rejax", agent))
         return {"env_steps_per_second": next(peer_speed[agent]), "compile_s": 4.0, "run_s": [1.0]}
 
-    result = benchmark_peers.side_by_side(3, ours_fn=ours, peer_fn=peer)
-    assert calls[:4] == [("ours", "ppo"), ("rejax", "ppo"), ("ours", "sac"), ("rejax", "sac")]
+    result = benchmark_peers.side_by_side(5, ours_fn=ours, peer_fn=peer)
+    # Ours first in even rounds, rejax first in odd ones.
+    assert calls[:8] == [("ours", "ppo"), ("rejax", "ppo"), ("ours", "sac"), ("rejax", "sac"),
+                         ("rejax", "ppo"), ("ours", "ppo"), ("rejax", "sac"), ("ours", "sac")]
+    assert len(calls) == 2 * 2 * 5
     ppo = result["medians"]["ppo"]
-    assert ppo["speed_ratio"] == pytest.approx(1.0)          # ratios 0.8, 1.3, 1.0
-    assert ppo["speed_ratio_range"] == pytest.approx([0.8, 1.3])
-    assert result["medians"]["sac"]["speed_ratio"] == pytest.approx(1.4)   # 2.0, 1.4, 1.1
-    assert result["medians"]["sac"]["rejax_compile_s"] == 4.0
+    assert ppo["speed_ratio"] == pytest.approx(1.0)          # ratios 0.8, 1.3, 1.0, 1.5, 0.5
+    assert ppo["speed_ratio_range"] == pytest.approx([0.5, 1.5])
+    sac = result["medians"]["sac"]
+    assert sac["speed_ratio"] == pytest.approx(1.4)          # 2.0, 1.4, 1.1, 2.0, 1.0
+    assert sac["speed_ratio_range"] == pytest.approx([1.0, 2.0])
+    assert sac["rejax_compile_s"] == 4.0
     with pytest.raises(ValueError, match="rounds"):
         benchmark_peers.side_by_side(0, ours_fn=ours, peer_fn=peer)
 
@@ -79,4 +86,5 @@ def test_peer_same_options_rows_and_xla_flags(tmp_path):
     assert sac["speed_ratio"] == pytest.approx(3.0)
     assert sac["same_options_ratio"] == pytest.approx(2.0)
     assert sac["rejax_same_options_steps_per_s"] == 150.0
+    assert sac["same_options_ratio_range"] == pytest.approx([2.0, 2.0])
     assert all("same_options_ratio" in row for row in result["rows"])

@@ -63,11 +63,17 @@ def synthetic_results(**changes):
         "bias_variance": {
             "temperatures": [0.1, 1.0, 5.0],
             "gumbel_softmax": {"relative_bias": [0.1, 0.5, 0.9],
-                               "total_variance": [5.0, 0.1, 1e-3]},
+                               "relative_bias_se": [0.01, 0.01, 0.01],
+                               "total_variance": [5.0, 0.1, 1e-3],
+                               "total_variance_se": [0.5, 0.01, 1e-4]},
             "score_function": {"max_abs_zscore": 1.5},
         },
         "vae": {"final_elbo": {"gumbel_softmax": -20.0, "straight_through": -20.5,
                                "score_function": -21.0},
+                "gain_over_marginal": {"gumbel_softmax": 4.0, "straight_through": 3.5,
+                                       "score_function": 3.0},
+                "gain_over_marginal_se": {"gumbel_softmax": 0.2, "straight_through": 0.2,
+                                          "score_function": 0.2},
                 "marginal_elbo": -24.0, "best": "gumbel_softmax",
                 "peak_elbo": {"gumbel_softmax": -19.5, "straight_through": -20.0,
                               "score_function": -20.5},
@@ -95,8 +101,10 @@ def test_verdict_holds_on_synthetic_numbers():
     {"bias_variance__gumbel_softmax__relative_bias": [0.9, 0.5, 0.1]},  # bias rises as τ falls
     {"bias_variance__gumbel_softmax__total_variance": [1e-3, 0.1, 5.0]},
     {"bias_variance__score_function__max_abs_zscore": 6.0},             # score function biased
-    {"vae__final_elbo": {"gumbel_softmax": -20.0, "straight_through": -20.5,
-                         "score_function": -25.0}},                       # one does not learn
+    {"vae__gain_over_marginal": {"gumbel_softmax": 4.0, "straight_through": 3.5,
+                                 "score_function": 0.3}},                 # one within 2 s.e.
+    # The variance falls with τ, but the end points differ by less than 2 standard errors.
+    {"bias_variance__gumbel_softmax__total_variance_se": [3.0, 0.01, 1.0]},
 ])
 def test_verdict_fails_when_a_claim_breaks(change):
     holds, line = gumbel.verdict(synthetic_results(**change))

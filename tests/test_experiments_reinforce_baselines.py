@@ -28,6 +28,7 @@ def test_runs_end_to_end_with_tiny_budget(tmp_path):
 def _run(var_ratio_seeds, auc_diff, se):
     return {"comparison": {"CartPole-v1": {
         "variance_ratio_per_seed": var_ratio_seeds, "variance_ratio": 2.0,
+        "cross_run_variance_ratio": 1.5,
         "auc_none": 100.0, "auc_learned": 100.0 + auc_diff, "auc_difference": auc_diff,
         "auc_difference_se": se, "final_none": 100.0, "final_learned": 200.0}}}
 
@@ -40,6 +41,12 @@ def _run(var_ratio_seeds, auc_diff, se):
 ])
 def test_verdict_on_synthetic_numbers(ratios, diff, se, holds):
     assert rb.verdict(_run(ratios, diff, se))[0] is holds
+
+
+def test_verdict_line_gives_the_numbers_it_compared():
+    line = rb.verdict(_run([3.0, 2.5, 4.0], 15.0, 10.0))[1]
+    assert line.startswith("seed 004 DOES NOT HOLD")
+    assert "per seed 2.5–4.0, all > 1" in line and "difference +15.0 ± 10.0 (≤ 2 s.e.)" in line
 
 
 def test_rejects_a_variant_set_without_the_compared_pair(tmp_path):

@@ -27,8 +27,9 @@ def test_run_end_to_end_with_tiny_sizes(tmp_path):
         assert len(v["final_return_per_seed"]) == 2
         assert np.all(np.isfinite(v["final_return_per_seed"]))
         assert v["seconds_per_update"] > 0
+        assert v["update_cost"]["flops"] > 0 and v["update_cost"]["bytes_accessed"] > 0
     # The verdict of the run's own numbers, by the claim's rule with scipy's Welch t-test:
-    # score_function+V like pathwise (|t| < 2) at < 1.5× its cost, and better than no baseline.
+    # score_function+V like pathwise (|t| < 2) at < 1.5× its FLOPs, and better than no baseline.
     v = results["variants"]
 
     def welch_t(a, b):
@@ -36,32 +37,38 @@ def test_run_end_to_end_with_tiny_sizes(tmp_path):
                                      v[b]["final_return_per_seed"], equal_var=False).statistic
 
     expected = bool(abs(welch_t("score_function+V", "pathwise")) < 2
-                    and v["score_function+V"]["seconds_per_update"]
-                    < 1.5 * v["pathwise"]["seconds_per_update"]
+                    and v["score_function+V"]["update_cost"]["flops"]
+                    < 1.5 * v["pathwise"]["update_cost"]["flops"]
                     and welch_t("score_function+V", "score_function") > 2)
+    # One action per state against K scored by the score function: more counted work.
+    assert v["score_function"]["update_cost"]["flops"] > v["pathwise"]["update_cost"]["flops"]
     holds, line = se.verdict(results)
     assert holds is expected and results["verdict"]["holds"] is expected
     assert line.startswith("seed 002 " + ("HOLDS" if expected else "DOES NOT FULLY HOLD"))
     table = se.markdown(results)
-    assert "score_function+V" in table and "ms / update" in table
+    assert "score_function+V" in table and "ms / update" in table and "MFLOP" in table
     for name in se.FIGURES:
         assert (tmp_path / "out" / name).exists()
     assert (tmp_path / "out" / "verdict.md").exists()
 
 
-def _variant(returns, ms):
+def _variant(returns, mflop, ms=1.0):
     returns = np.asarray(returns, float)
     return {"final_return_per_seed": returns.tolist(), "final_return_mean": returns.mean(),
             "final_return_se": returns.std(ddof=1) / np.sqrt(returns.size),
+            "update_cost": {"flops": mflop * 1e6, "bytes_accessed": mflop * 3e5,
+                            "transcendentals": 0.0},
             "seconds_per_update": ms * 1e-3, "grad_variance_median": 1.0}
 
 
-def _results(pathwise, with_v, without, cost=1.0):
+def _results(pathwise, with_v, without, cost=1.0, seconds_cost=1.0):
+    """``cost``: the score function's FLOPs per update over pathwise's; ``seconds_cost``: the
+    same for its wall-clock time, which the verdict must ignore."""
     return {"sizes": {"total_steps": 10_000, "num_seeds": len(pathwise)},
-            "variants": {"pathwise": _variant(pathwise, 1.0),
-                         "score_function+V": _variant(with_v, cost),
-                         "score_function": _variant(without, cost),
-                         "zeroth_order": _variant(without, 1.0)}}
+            "variants": {"pathwise": _variant(pathwise, 40.0),
+                         "score_function+V": _variant(with_v, 40.0 * cost, seconds_cost),
+                         "score_function": _variant(without, 40.0 * cost, seconds_cost),
+                         "zeroth_order": _variant(without, 40.0)}}
 
 
 def test_verdict_on_synthetic_numbers():
@@ -71,7 +78,10 @@ def test_verdict_on_synthetic_numbers():
     assert holds and "HOLDS" in line and "zeroth_order" in line
     # The score function far below pathwise: claim (i) fails.
     assert not se.verdict(_results(good, bad, bad))[0]
-    # Same returns but three times the cost: claim (ii) fails.
-    assert not se.verdict(_results(good, good, bad, cost=3.0))[0]
+    # Same returns but 1.6 times the FLOPs: claim (ii) fails, at 1.4 times it holds, whatever
+    # the seconds say.
+    assert not se.verdict(_results(good, good, bad, cost=1.6, seconds_cost=0.5))[0]
+    holds, line = se.verdict(_results(good, good, bad, cost=1.4, seconds_cost=5.0))
+    assert holds and "56.0 vs 40.0 MFLOP per update: 1.40× < 1.5×" in line
     # No baseline just as good: claim (iii) fails.
     assert not se.verdict(_results(good, good, good))[0]

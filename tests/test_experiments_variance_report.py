@@ -5,6 +5,7 @@ import subprocess
 import sys
 import types
 
+import jax
 import pytest
 
 from experiments import report, variance
@@ -26,27 +27,46 @@ def test_variance_runs_end_to_end_and_writes_its_files(tmp_path, parts):
     assert "| problem |" in variance.markdown(results)
 
 
-def _synthetic(pathwise_sq, pathwise_cos, pathwise_other):
+def _synthetic(pathwise_sq, pathwise_cos, pathwise_other, se=0.1):
+    """Exact variances 1 for the score function on (x − k)² and cos(kx) at k = 1, 3, and for the
+    score function with the leave-one-out baseline measured as 1 ± ``se`` on gamma, beta and
+    student_t; pathwise's given (``pathwise_other``: one per problem)."""
     rows = []
     for problem, pw in (("shifted_square", pathwise_sq), ("cos", pathwise_cos)):
-        for j in ("mu", "sigma"):
-            rows.append(dict(problem=problem, k=1.0, coordinate=j, estimator="score_function",
-                             exact_variance=1.0))
-            rows.append(dict(problem=problem, k=1.0, coordinate=j, estimator="pathwise",
-                             exact_variance=pw))
-    others = [dict(problem="gamma", estimator="pathwise (implicit)", total_variance=pathwise_other),
-              dict(problem="gamma", estimator="score_function+loo", total_variance=1.0)]
-    return {"variance_vs_k": rows, "full_vs_diagonal": [], "implicit_vs_score": others}
+        for k in (1.0, 3.0):
+            for j in ("mu", "sigma"):
+                rows.append(dict(problem=problem, k=k, coordinate=j, estimator="score_function",
+                                 exact_variance=1.0))
+                rows.append(dict(problem=problem, k=k, coordinate=j, estimator="pathwise",
+                                 exact_variance=pw if k == 3.0 or problem != "cos" else 0.5))
+    others = []
+    for name, pw in zip(("gamma", "beta", "student_t"), pathwise_other):
+        others += [dict(problem=name, estimator="pathwise (implicit)", total_variance=pw,
+                        total_variance_se=se),
+                   dict(problem=name, estimator="score_function+loo", total_variance=1.0,
+                        total_variance_se=se)]
+    return {"variance_vs_k": rows, "full_vs_diagonal": [], "implicit_vs_score": others,
+            "sizes": {"num_samples": 100, "other_samples": 100}, "mu": 1.0, "sigma": 1.0}
 
 
 @pytest.mark.parametrize("sq,cos,other,holds", [
-    (0.5, 2.0, 0.5, True),     # wins on the usual problems, loses on cos: the claim
-    (0.5, 0.5, 0.5, False),    # no counter-example
-    (2.0, 2.0, 0.5, False),    # loses on (x - k)^2
-    (0.5, 2.0, 2.0, False),    # loses on an implicit problem
+    (0.5, 2.0, (0.5, 0.5, 0.5), True),    # wins on the usual problems, loses on cos: the claim
+    (0.5, 2.0, (0.5, 0.5, 0.9), True),    # one difference within its standard errors: usually
+    (0.5, 0.5, (0.5, 0.5, 0.5), False),   # no counter-example
+    (2.0, 2.0, (0.5, 0.5, 0.5), False),   # loses on (x - k)^2
+    (0.5, 2.0, (0.5, 0.5, 1.5), False),   # significantly higher on one implicit problem
+    (0.5, 2.0, (0.5, 0.9, 0.9), False),   # lower on only one of three: not "usually"
 ])
 def test_variance_verdict_on_synthetic_numbers(sq, cos, other, holds):
     assert variance.verdict(_synthetic(sq, cos, other))[0] is holds
+
+
+def test_variance_verdict_lists_every_counter_example_with_its_numbers():
+    holds, line = variance.verdict(_synthetic(0.5, 2.0, (0.5, 0.5, 0.5)))
+    assert holds
+    # cos at k = 3, both coordinates: pathwise 2 against 1; none cut off.
+    assert "cos k=3 ∂mu (2 vs 1); cos k=3 ∂sigma (2 vs 1)" in line and "…" not in line
+    assert "gamma 0.5 ± 0.1 vs 1 ± 0.1 (z = 3.5: lower)" in line
 
 
 def test_variance_cli_rejects_bad_input_with_exit_2(tmp_path):
@@ -72,6 +92,8 @@ def _fake_module(name, holds=True, fail=False):
     mod.run = run
     mod.verdict = lambda r: (holds, f"x = {r['x']}")
     mod.markdown = lambda r: "| a |\n|---|\n| 1 |"
+    if holds:
+        mod.RULE = "Holds when x is 1."
     return mod
 
 
@@ -89,5 +111,13 @@ def test_report_renders_every_claim_and_reports_failures(tmp_path, monkeypatch):
     assert "**holds**" in text and "**does not hold**" in text and "**not run**" in text
     assert "![fake_ok/fig.png](fake_ok/fig.png)" in text and "| a |" in text
     assert "RuntimeError: boom" in text
+    # The header: date, machine, jax version, run time.
+    assert "- Date: 20" in text and " cores; JAX devices: cpu" in text
+    assert f"jax {jax.__version__}" in text and "run time" in text
+    # Each verdict with its rule and the numbers it compared; a module without a RULE says so.
+    assert "**Rule.** Holds when x is 1." in text and "**Numbers compared.** x = 1.0" in text
+    assert f"**Rule.** {report.NO_RULE}" in text
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["machine"]["jax"] == jax.__version__ and saved["claims"]["100"]["holds"] is True
     with pytest.raises(FileExistsError):
         report.run(tmp_path, quick=True, seed=0)

@@ -77,6 +77,21 @@ def test_direction_stats_of_exact_draws():
     assert s["cosine"] == pytest.approx(1.0) and s["mean_cosine"] == pytest.approx(1.0)
     assert s["noise_ceiling"] == pytest.approx(1.0)
     assert s["fraction_nonzero"] == 1.0
+    assert s["mean_resolved"] and s["total_variance_per_call"] == pytest.approx(
+        np.sum(np.var(grads, axis=0, ddof=1)))
+
+
+def test_an_unresolved_mean_direction_is_flagged_and_explained():
+    """Draws ±e_1 in equal numbers: the mean is exactly 0, below its noise, so cos(E ĝ, g*) is 0
+    by definition, flagged unresolved, and the table says so instead of printing 0 ± se."""
+    exact = np.array([1.0, 0.0])
+    grads = np.array([[1.0, 0.0], [-1.0, 0.0]] * 4)
+    s = zo.direction_stats(grads, exact, repeats=2)
+    assert s["mean_cosine"] == 0.0 and not s["mean_resolved"]
+    stats = {k: [v] for k, v in s.items()}
+    assert zo._mean_cos(stats, 0).startswith("unresolved†")
+    stats["mean_resolved"] = [True]
+    assert zo._mean_cos(stats, 0) == f"0 ± {s['mean_cosine_se']:.2g}"
 
 
 def synthetic_results(j_cos=0.999, j_se=0.002, raw_cos=(0.1, 0.6, 0.2), raw_se=0.03):
@@ -86,7 +101,8 @@ def synthetic_results(j_cos=0.999, j_se=0.002, raw_cos=(0.1, 0.6, 0.2), raw_se=0
                    "expected_reward": {"mean_cosine": [j_cos, 0.9, 0.2],
                                        "mean_cosine_se": [j_se, 0.01, 0.1]},
                    "accuracy": {"mean_cosine": list(raw_cos), "mean_cosine_se": [raw_se] * 3}},
-        "training": {"final_heldout_accuracy": {"cross_entropy": 0.96, "zeroth_order[none]": 0.4}},
+        "training": {"final_heldout_accuracy": {"cross_entropy": 0.96, "zeroth_order[none]": 0.4},
+                     "num_test": 359},
     }
 
 
@@ -94,7 +110,7 @@ def test_verdict_holds_on_synthetic_numbers():
     holds, line = zo.verdict(synthetic_results())
     assert holds
     assert line.startswith("seed 003 HOLDS")
-    assert "aligned, not equal" in line and "ε=0.1" in line
+    assert "aligned, not equal" in line and "best 0.600 ± 0.030 at ε = 0.1 (20.0 s.e. > 3" in line
 
 
 @pytest.mark.parametrize("kwargs", [
