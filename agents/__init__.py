@@ -3,7 +3,7 @@
 Every agent exposes ``make_train(config, env, env_params) -> train(key, config=config)``, pure and
 built from ``lax.scan``, so ``jax.jit(jax.vmap(train))(keys)`` trains many seeds at once;
 ``stack_configs`` batches configs that differ in traced hyperparameters for the same ``vmap``.
-``agents.jit`` is ``jax.jit`` with the compiler options the experiments build agents with
+``agents.jit`` is ``jax.jit``, with XLA CPU options only where the launcher opts in
 (``agents._jit``).
 """
 

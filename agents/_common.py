@@ -23,11 +23,15 @@ from flax import struct
 
 import gradest
 from agents import networks, rollout as rollout_lib
-from agents._prng import KEY_IMPL, prng_key  # noqa: F401  (re-exported)
 
 Array = jax.Array
 PRNGKey = jax.Array
 Params = Any
+
+
+def prng_key(seed: int) -> jax.Array:
+    """The root key of a training run: ``jax.random.key(seed)``, JAX's default implementation."""
+    return jax.random.key(seed)
 
 
 def static(default):

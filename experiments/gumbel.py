@@ -456,7 +456,7 @@ def run(output_dir, *, quick: bool, seed: int, **sizes) -> dict:
     sz = _common.resolve_sizes(QUICK, FULL, quick, sizes)
     out = _common.prepare_output_dir(output_dir, overwrite=True)
     log = _common.Progress("gumbel")
-    key_a, key_b, key_c = jax.random.split(_common.prng_key(seed), 3)
+    key_a, key_b, key_c = jax.random.split(jax.random.key(seed), 3)
     a = gumbel_max_experiment(key_a, sz)
     log(f"(a) χ² = {a['chi2']:.2f} on {a['dof']} dof, p = {a['p_value']:.3f}")
     plot_gumbel_max(a, out / "gumbel_max.png")

@@ -394,7 +394,7 @@ def run(output_dir, *, quick: bool, seed: int, **sizes) -> dict:
     sz = _common.resolve_sizes(QUICK, FULL, quick, sizes)
     out = _common.prepare_output_dir(output_dir, overwrite=True)
     log = _common.Progress("zeroth_order")
-    k_data, k_init, k_train, k_cos = jax.random.split(_common.prng_key(seed), 4)
+    k_data, k_init, k_train, k_cos = jax.random.split(jax.random.key(seed), 4)
     data = load_digit_split(k_data)
     params0 = init_params(k_init, data[0].shape[1])
     b = cosine_experiment(k_cos, data, params0, sz, log)

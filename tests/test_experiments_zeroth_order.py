@@ -40,7 +40,7 @@ def test_zeroth_order_grads_rescaling_matches_gradest():
     directions come from the same key and (F(θ + εu) − F(θ))/ε · u is the same number."""
     import gradest
 
-    k_data, k_init, key = jax.random.split(_common.prng_key(0), 3)
+    k_data, k_init, key = jax.random.split(jax.random.key(0), 3)
     data = zo.load_digit_split(k_data)
     theta = zo.init_params(k_init, 64)
     x, y = data[0][:16], data[1][:16]
