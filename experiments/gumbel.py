@@ -164,26 +164,27 @@ def exact_value_and_grad(params: dict) -> tuple[jax.Array, dict]:
     return jax.value_and_grad(expectation)(params)
 
 
-def bias_variance(estimator, key, params, exact_grad, num_samples: int, state=None) -> dict:
-    """Relative bias (with standard error and noise floor) and total variance of one estimator.
+def bias_variance(estimator, key, params, exact_grad, num_samples: int) -> dict:
+    """Relative bias (with standard error and noise floor) and total variance of one estimator,
+    as arrays (traceable: a sweep over τ is one ``jit(vmap(...))``).
 
     With b̂ = ĝ − g* and se_j the standard error of ĝ_j, the delta method gives
     se(‖b̂‖) ≈ sqrt(Σ_j (b̂_j/‖b̂‖)² se_j²); an unbiased estimator shows ‖b̂‖ ≈ sqrt(Σ_j se_j²),
     the noise floor.
     """
     est = gradest.estimate_grad(estimator, key, params, cat_dist, cat_objective, num_samples,
-                                state=state, exact=exact_grad, with_value=True)
+                                exact=exact_grad, with_value=True)
     bias = est.comparison.bias["logits"]
     se = est.diagnostics.stderr["logits"]
     g_norm = jnp.linalg.norm(exact_grad["logits"])
     b_norm = jnp.linalg.norm(bias)
     return {
-        "relative_bias": float(b_norm / g_norm),
-        "relative_bias_se": float(jnp.sqrt(jnp.sum((bias / b_norm) ** 2 * se**2)) / g_norm),
-        "noise_floor": float(jnp.sqrt(jnp.sum(se**2)) / g_norm),
-        "max_abs_zscore": float(est.comparison.max_abs_zscore),
-        "total_variance": float(est.diagnostics.total_variance),
-        "value": float(est.value),
+        "relative_bias": b_norm / g_norm,
+        "relative_bias_se": jnp.sqrt(jnp.sum((bias / b_norm) ** 2 * se**2)) / g_norm,
+        "noise_floor": jnp.sqrt(jnp.sum(se**2)) / g_norm,
+        "max_abs_zscore": est.comparison.max_abs_zscore,
+        "total_variance": est.diagnostics.total_variance,
+        "value": est.value,
     }
 
 
@@ -192,22 +193,22 @@ def bias_variance_experiment(key: jax.Array, sizes: Sizes, log: _common.Progress
     exact_value, exact_grad = exact_value_and_grad(params)
     temperatures = np.geomspace(*TEMPERATURE_RANGE, sizes.num_temperatures)
     key_sf, key_gs, key_st = jax.random.split(key, 3)
-    sf = bias_variance(gradest.score_function(baselines.leave_one_out(sizes.loo_samples)),
-                       key_sf, params, exact_grad, sizes.grad_samples)
+    sf = {field: float(v) for field, v in bias_variance(
+        gradest.score_function(baselines.leave_one_out(sizes.loo_samples)), key_sf, params,
+        exact_grad, sizes.grad_samples).items()}
     sf["draws_per_sample"] = sizes.loo_samples
     out = {"temperatures": temperatures, "exact_value": float(exact_value),
            "exact_grad": exact_grad["logits"], "score_function": sf}
-    # τ as a schedule indexed by the estimator state's step: the state is a traced argument of
-    # estimate_grad, so the whole grid runs on one compilation per estimator.
     grid = jnp.asarray(temperatures, jnp.float32)
     for name, hard, k in (("gumbel_softmax", False, key_gs), ("straight_through", True, key_st)):
-        estimator = gradest.gumbel_softmax(lambda step: grid[step], hard=hard)
-        rows = [bias_variance(estimator, kk, params, exact_grad, sizes.grad_samples,
-                              state=gradest.gumbel.GumbelState(jnp.asarray(i, jnp.int32)))
-                for i, kk in enumerate(jax.random.split(k, len(temperatures)))]
-        out[name] = {field: [r[field] for r in rows] for field in rows[0]}
-        log(f"(b) {name}: relative bias {rows[0]['relative_bias']:.3f} at τ={temperatures[0]:.2f}"
-            f" .. {rows[-1]['relative_bias']:.3f} at τ={temperatures[-1]:.2f}")
+        # τ is traced: the whole grid is one jit(vmap(...)), one key per τ.
+        sweep = jax.jit(jax.vmap(lambda tau, kk, hard=hard: bias_variance(
+            gradest.gumbel_softmax(tau, hard=hard), kk, params, exact_grad, sizes.grad_samples)))
+        out[name] = {field: [float(v) for v in values] for field, values in
+                     sweep(grid, jax.random.split(k, len(temperatures))).items()}
+        bias = out[name]["relative_bias"]
+        log(f"(b) {name}: relative bias {bias[0]:.3f} at τ={temperatures[0]:.2f}"
+            f" .. {bias[-1]:.3f} at τ={temperatures[-1]:.2f}")
     return out
 
 
