@@ -6,16 +6,15 @@ resumable ``loop.Stages``) and ``make_train(config, env, env_params, ...) -> tra
 config=config)``, pure and built from ``lax.scan``, so ``jax.jit(jax.vmap(train))(keys)`` trains
 many seeds at once; ``stack_configs`` batches configs that differ in traced hyperparameters for
 the same ``vmap``. SAC also takes its actor's ``gradest.GradientEstimator`` and baseline as
-values. ``agents.jit`` is ``jax.jit`` with the compiler options the experiments build agents
-with (``agents._jit``).
+values. ``agents.jit`` is ``jax.jit``, with XLA CPU options only where the launcher opts in
+(``agents._jit``).
 """
 
 from agents import (actor_critic, config, diagnostics, loop, losses, networks, on_policy, optim,
                     ppo, reinforce, replay, returns, rollout, sac)
 from agents._jit import compiler_options, jit
-from agents._prng import KEY_IMPL, prng_key
 from agents.actor_critic import ActorCriticConfig
-from agents.config import CommonConfig, stack_configs
+from agents.config import CommonConfig, prng_key, stack_configs
 from agents.loop import Agent, Stages, TrainOutput, finish_metrics
 from agents.losses import policy_gradient_loss
 from agents.ppo import PPOConfig
@@ -25,7 +24,7 @@ from agents.sac import SACConfig
 __all__ = [
     "actor_critic", "config", "diagnostics", "loop", "losses", "networks", "on_policy", "optim",
     "ppo", "reinforce", "replay", "returns", "rollout", "sac",
-    "compiler_options", "jit", "KEY_IMPL", "prng_key",
+    "compiler_options", "jit", "prng_key",
     "Agent", "Stages", "TrainOutput", "finish_metrics", "CommonConfig", "stack_configs",
     "policy_gradient_loss",
     "ActorCriticConfig", "PPOConfig", "ReinforceConfig", "SACConfig",

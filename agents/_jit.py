@@ -1,38 +1,45 @@
-"""``jax.jit`` with the XLA compiler options the agents' training programs are built with.
+"""``jax.jit`` with the launcher's opt-in XLA CPU setting, for the agents' training programs.
 
-On the CPU backend, XLA's LLVM code generator is asked to prefer 512-bit vectors
-(``xla_cpu_prefer_vector_width=512``; XLA's default is 256). On an AVX2 machine LLVM then emits
-each elementwise loop two registers wide, and the two independent chains of a polynomial (the
-exp of a swish or sigmoid, the rational tanh) overlap instead of waiting on each other. It is
-not fast math: exp, tanh, log, sums and matmuls give bitwise the same float32 results; in a whole
-training program some fused reductions add in another order, so one SAC update agrees with the
-default build to float rounding (relative differences ≤ 2·10⁻⁷), and a training run, being
-chaotic, follows another trajectory of the same distribution. Training programs of a few hundred
-samples per kernel spend much of their time in such loops, and on this project's 2-core CPU
-machines the option measured (interleaved runs, ``experiments/benchmark_agents.py``): SAC on
-Pendulum-v1 about 10–15% faster per step, PPO on CartPole-v1 about 3–15% (median 6%); compile
-time unchanged. Other backends get no options.
+By default ``jit`` is plain ``jax.jit``: the same program and the same meaning on every backend,
+and every test passes under it. One setting is opt-in, for a launcher on CPU: the environment
+variable ``AGENTS_CPU_VECTOR_WIDTH`` (e.g. ``AGENTS_CPU_VECTOR_WIDTH=512 python -m
+experiments.train ...``) becomes XLA's ``xla_cpu_prefer_vector_width`` (XLA's default is 256).
+On an AVX2 machine LLVM then emits each elementwise loop two registers wide, so the two
+independent chains of a polynomial (the exp of a swish, the rational tanh) overlap. It is not
+fast math (exp, tanh, log, sums and matmuls give the same float32 bits), but fused reductions may
+add in another order, so a training run follows another trajectory of the same distribution.
+Measured on the project's 2-core CPU machines (interleaved runs, ``experiments/benchmark_agents``):
+SAC on Pendulum-v1 about 10–15% faster per step, PPO on CartPole-v1 about 3–15%. Other backends
+never get it.
 
-``experiments`` compile every training program through ``jit`` below, so ``experiments.train``,
-the report and the benchmarks run what they measure. Pass ``compiler_options`` to add or
-override options (``{"xla_cpu_prefer_vector_width": 256}`` restores XLA's default).
+Pass ``compiler_options`` to add or override options for one program.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import os
+from collections.abc import Callable
+from typing import Any
 
 import jax
 
-# Options for XLA's CPU backend, applied by ``compiler_options`` / ``jit`` on CPU only.
-CPU_COMPILER_OPTIONS: dict[str, Any] = {"xla_cpu_prefer_vector_width": 512}
+# The launcher's opt-in: a width in bits for ``xla_cpu_prefer_vector_width`` on CPU.
+CPU_VECTOR_WIDTH_ENV = "AGENTS_CPU_VECTOR_WIDTH"
 
 
 def compiler_options(backend: str | None = None, **overrides: Any) -> dict[str, Any] | None:
-    """The options ``jit`` compiles with on ``backend`` (default: JAX's default backend),
+    """The options ``jit`` compiles with on ``backend`` (default: JAX's default backend): the
+    opt-in CPU vector width where ``AGENTS_CPU_VECTOR_WIDTH`` is set and the backend is CPU,
     updated by ``overrides``; ``None`` where there are none."""
     backend = backend or jax.default_backend()
-    options = dict(CPU_COMPILER_OPTIONS) if backend == "cpu" else {}
+    width = os.environ.get(CPU_VECTOR_WIDTH_ENV, "").strip()
+    options = {}
+    if width and backend == "cpu":
+        try:
+            options["xla_cpu_prefer_vector_width"] = int(width)
+        except ValueError:
+            raise ValueError(f"{CPU_VECTOR_WIDTH_ENV} must be an integer number of bits, "
+                             f"got {width!r}") from None
     options.update(overrides)
     return options or None
 

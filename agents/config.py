@@ -14,6 +14,11 @@ import jax.numpy as jnp
 from flax import struct
 
 
+def prng_key(seed: int) -> jax.Array:
+    """The root key of a training run: ``jax.random.key(seed)``, JAX's default implementation."""
+    return jax.random.key(seed)
+
+
 def static(default):
     """A config field fixed at trace time (a size, a count, a choice): not a pytree leaf."""
     return struct.field(pytree_node=False, default=default)

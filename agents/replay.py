@@ -67,10 +67,7 @@ def add(buffer: ReplayBuffer, items: Any) -> ReplayBuffer:
 def sample(key: PRNGKey, buffer: ReplayBuffer, batch_size: int) -> Any:
     """``batch_size`` items drawn uniformly with replacement from the filled part.
 
-    Indices are 32 random bits modulo the filled size: one hash per batch (``randint`` spends
-    three), uniform up to a relative bias below size / 2³² (< 3·10⁻⁴ for 10⁶ items).
     Sampling an empty buffer returns zero-filled items (index 0); callers fill it first.
     """
-    bits = jax.random.bits(key, (batch_size,), jnp.uint32)
-    index = (bits % jnp.maximum(buffer.size, 1).astype(jnp.uint32)).astype(jnp.int32)
+    index = jax.random.randint(key, (batch_size,), 0, jnp.maximum(buffer.size, 1))
     return jax.tree.map(lambda s: s[index], buffer.storage)

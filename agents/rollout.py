@@ -12,14 +12,12 @@ termination (DESIGN.md §4).
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from gymnax.environments import spaces
-from gymnax.environments.environment import Environment
 
 Array = jax.Array
 PRNGKey = jax.Array
@@ -104,23 +102,15 @@ def reset(key: PRNGKey, env, env_params, num_envs: int) -> RolloutState:
 
 
 def step(key: PRNGKey, env, env_params, spec: ActionSpec, state: RolloutState, action: Array,
-         extras: Any = None, resets: Any = None) -> tuple[RolloutState, Transition]:
-    """Steps all N environments with ``action`` and records the transition. ``key`` is one key
-    (split here into one per environment) or already ``[N]`` keys, one per environment.
-
-    ``resets``: optionally ``presample_resets`` of those N keys, for an environment with the
-    standard auto-reset (``has_standard_step``); the step is then ``env.step``'s, with the
-    reset drawn beforehand."""
+         extras: Any = None) -> tuple[RolloutState, Transition]:
+    """Steps all N environments with ``action`` (gymnax's ``env.step``, which resets an ended
+    episode) and records the transition. ``key`` is one key (split here into one per
+    environment) or already ``[N]`` keys, one per environment."""
     num_envs = state.obs.shape[0]
-    env_action = to_env_action(spec, action)
-    if resets is None:
-        env_keys = key if key.shape == (num_envs,) else jax.random.split(key, num_envs)
-        obs, env_state, reward, terminated, truncated, info = jax.vmap(
-            env.step, in_axes=(0, 0, 0, None))(env_keys, state.env_state, env_action, env_params)
-    else:
-        obs, env_state, reward, terminated, truncated, info = jax.vmap(
-            functools.partial(step_presampled, env), in_axes=(0, 0, 0, None, 0))(
-                resets.key_step, state.env_state, env_action, env_params, resets.reset)
+    env_keys = key if key.shape == (num_envs,) else jax.random.split(key, num_envs)
+    obs, env_state, reward, terminated, truncated, info = jax.vmap(
+        env.step, in_axes=(0, 0, 0, None))(env_keys, state.env_state, to_env_action(spec, action),
+                                           env_params)
     reward = reward.astype(jnp.float32)
     episode_return = state.episode_return + reward
     episode_length = state.episode_length + 1
@@ -132,57 +122,6 @@ def step(key: PRNGKey, env, env_params, spec: ActionSpec, state: RolloutState, a
     return new_state, transition
 
 
-def has_standard_step(env) -> bool:
-    """Whether ``env.step`` is gymnax's ``Environment.step`` (``step_env``, then an auto-reset
-    drawn with the second half of the step key), which ``step_presampled`` reproduces."""
-    return type(env).step is Environment.step
-
-
-class Resets(NamedTuple):
-    """Per step key, what gymnax's ``Environment.step`` derives from it: the key passed to
-    ``step_env`` and the reset ``(obs, state)`` drawn with the other half."""
-
-    key_step: PRNGKey
-    reset: Any
-
-
-def presample_resets(keys: PRNGKey, env, env_params) -> Resets:
-    """``Resets`` for step keys of any shape, all drawn at once.
-
-    ``Environment.step`` draws a reset on every step and keeps it where the episode ended.
-    Inside a scan XLA fuses that draw (a counter-based hash) into each consumer, one copy per
-    state field and the observation, each compiled and run apart; drawn in bulk before the
-    scan, it is hashed once, vectorized, and compiled once."""
-    flat = keys.reshape(-1)
-    halves = jax.vmap(jax.random.split)(flat)                   # [M, 2]: (key_step, key_reset)
-    reset = jax.vmap(env.reset_env, in_axes=(0, None))(halves[:, 1], env_params)
-    def unflat(x):
-        return x.reshape(keys.shape + x.shape[1:])
-    return Resets(unflat(halves[:, 0]), jax.tree.map(unflat, reset))
-
-
-# At most this many bytes of presampled resets per rollout; past it, ``env.step`` draws each.
-PRESAMPLE_BYTES = 64 * 2 ** 20
-
-
-def _reset_bytes(env, env_params) -> int:
-    shapes = jax.eval_shape(env.reset_env, jax.random.key(0), env_params)
-    return sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(shapes))
-
-
-def step_presampled(env, key_step: PRNGKey, state, action, params, reset):
-    """gymnax's ``Environment.step`` with the auto-reset ``reset = env.reset_env(key_reset)``
-    given: (obs, state, reward, terminated, truncated, info)."""
-    obs_st, state_st, reward, terminated, info = env.step_env(key_step, state, action, params)
-    truncated = env.is_truncated(state_st, params)
-    done = jnp.logical_or(terminated, truncated)
-    obs_re, state_re = reset
-    state = jax.tree.map(lambda x, y: jax.lax.select(done, x, y), state_re, state_st)
-    obs = jax.tree.map(lambda r, s: jax.lax.select(done, r, s), obs_re, obs_st)
-    info = {**info, "terminated": terminated, "truncated": truncated, "final_observation": obs_st}
-    return obs, state, reward, terminated, truncated, info
-
-
 class _Env(NamedTuple):
     # The static pieces a rollout step needs, bundled so the scan body is a plain function.
     env: Any
@@ -191,12 +130,11 @@ class _Env(NamedTuple):
     policy: Policy
 
 
-def _rollout_step(ctx: _Env, state: RolloutState, xs: tuple[PRNGKey, Any]
+def _rollout_step(ctx: _Env, state: RolloutState, keys: PRNGKey
                   ) -> tuple[RolloutState, Transition]:
-    # keys: [1 + N], the policy's then one per environment; resets: presampled, or None.
-    keys, resets = xs
+    # keys: [1 + N], the policy's then one per environment.
     action, extras = ctx.policy(keys[0], state.obs)
-    return step(keys[1:], ctx.env, ctx.env_params, ctx.spec, state, action, extras, resets)
+    return step(keys[1:], ctx.env, ctx.env_params, ctx.spec, state, action, extras)
 
 
 def rollout(key: PRNGKey, env, env_params, spec: ActionSpec, policy: Policy,
@@ -211,30 +149,13 @@ def rollout(key: PRNGKey, env, env_params, spec: ActionSpec, policy: Policy,
     # the hash runs once, vectorized, instead of twice per step inside the loop.
     num_envs = state.obs.shape[0]
     keys = jax.random.split(key, (num_steps, 1 + num_envs))
-    # The auto-resets of all steps drawn at once, before the scan (``presample_resets``), where
-    # they are small enough to keep: T · N resets of an image-like state could be large.
-    presample = (has_standard_step(env)
-                 and num_steps * num_envs * _reset_bytes(env, env_params) <= PRESAMPLE_BYTES)
-    resets = presample_resets(keys[:, 1:], env, env_params) if presample else None
-    return jax.lax.scan(lambda s, x: _rollout_step(ctx, s, x), state, (keys, resets))
+    return jax.lax.scan(lambda s, k: _rollout_step(ctx, s, k), state, keys)
 
 
 def completed_episode_return(transitions: Transition) -> tuple[Array, Array]:
     """(sum of the returns of episodes that ended in ``transitions``, how many ended)."""
     done = jnp.logical_or(transitions.terminated, transitions.truncated)
     return jnp.sum(jnp.where(done, transitions.episode_return, 0.0)), jnp.sum(done)
-
-
-def _step_no_reset(env, key, state, action, params):
-    """gymnax's ``Environment.step`` without the auto-reset: (obs, state, reward, ended)."""
-    obs, state, reward, terminated, _ = env.step_env(key, state, action, params)
-    truncated = env.is_truncated(state, params)
-    return obs, state, reward, jnp.logical_or(terminated, truncated)
-
-
-def _step_with_reset(env, key, state, action, params):
-    obs, state, reward, terminated, truncated, _ = env.step(key, state, action, params)
-    return obs, state, reward, jnp.logical_or(terminated, truncated)
 
 
 class _EvalCarry(NamedTuple):
@@ -261,10 +182,6 @@ def evaluate(key: PRNGKey, env, env_params, spec: ActionSpec, act: Callable[[Arr
                       jnp.zeros((), jnp.int32), key)
     # A bound in case an environment never ends (every gymnax env has a time limit).
     max_steps = env_params.max_steps_in_episode
-    # Each episode counts until its first end, so the auto-reset of ``env.step`` (a reset drawn
-    # and selected on every step) is wasted work: step without it where the environment uses
-    # gymnax's standard ``step`` (the same transition, reward, termination and time limit).
-    step = _step_no_reset if has_standard_step(env) else _step_with_reset
     # One key per episode, folded with the step index: one hash per step instead of two splits.
     episode_keys = jax.random.split(key, num_episodes)
 
@@ -273,11 +190,13 @@ def evaluate(key: PRNGKey, env, env_params, spec: ActionSpec, act: Callable[[Arr
 
     def body(c: _EvalCarry):
         keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(episode_keys, c.t)
-        obs, env_state, reward, ended = jax.vmap(
-            functools.partial(step, env), in_axes=(0, 0, 0, None))(
-                keys, c.env_state, to_env_action(spec, act(c.obs)), env_params)
+        # Each episode counts until its first end; what ``env.step`` resets to afterwards is
+        # never counted.
+        obs, env_state, reward, terminated, truncated, _ = jax.vmap(
+            env.step, in_axes=(0, 0, 0, None))(keys, c.env_state,
+                                               to_env_action(spec, act(c.obs)), env_params)
         total = c.total + jnp.where(c.alive, reward, 0.0)
-        alive = jnp.logical_and(c.alive, jnp.logical_not(ended))
+        alive = jnp.logical_and(c.alive, jnp.logical_not(jnp.logical_or(terminated, truncated)))
         return _EvalCarry(env_state, obs, total, alive, c.t + 1, c.key)
 
     return jax.lax.while_loop(cond, body, init).total

@@ -23,7 +23,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from absl import flags
-import jax
 import matplotlib
 
 # Experiments run headless (CI, remote machines); select the backend before pyplot is imported.
@@ -47,17 +46,6 @@ def define_common_flags(default_output_dir: str) -> None:
                       "Allow writing into an output folder that already holds files.")
     flags.DEFINE_bool("quick", False,
                       "Use the quick budget (the report's, about a minute) instead of the paper's.")
-
-
-def prng_key(seed: int) -> jax.Array:
-    """The run's root key: typed, with the ``rbg`` implementation.
-
-    On CPU, XLA compiles threefry bit generation slowly (≈3 s for one ``jax.random.normal`` of a
-    few thousand numbers, measured with jax 0.10.2 on the 2-core workers, against 0.3 s for
-    ``rbg``), and an experiment compiles dozens of functions; the bits are as good for Monte
-    Carlo. Splitting and folding stay threefry-based.
-    """
-    return jax.random.key(seed, impl="rbg")
 
 
 def prepare_output_dir(path: str | os.PathLike, overwrite: bool) -> pathlib.Path:

@@ -5,13 +5,14 @@ annealed, 5·10⁵ steps) at 1, 4 and 16 vmapped seeds. Compilation is timed apa
 (``jax.jit(...).lower(...).compile()``, then the compiled call under ``block_until_ready``); the
 training still logs actor-gradient diagnostics (every ``log_interval`` updates) and evaluates 128
 greedy episodes at the end (as the rejax commands below do), but prints nothing. Keys are
-``agents.prng_key`` (Philox). Steps per second count training env steps of all seeds together.
+``agents.prng_key`` (``jax.random.key``). Steps per second count training env steps of all seeds together.
 One seed runs under plain ``jax.jit`` (as PureJaxRL and rejax time a single seed), several under
 ``jax.jit(jax.vmap(...))``. The single seed is also compiled with XLA's backend (LLVM)
 optimization level 1 (``compiler_options=...``): the same program and, on the CPU machines here,
 about the same run time, in less compile time (15–40% in our runs; the rows say how much in
-yours). Every program is compiled by ``agents.jit``, as ``experiments.train`` compiles it: on
-CPU with ``xla_cpu_prefer_vector_width=512`` (``agents/_jit.py``); each row records its options.
+yours). Every program is compiled by ``agents.jit``, as ``experiments.train`` compiles it: plain
+``jax.jit`` unless the launcher opts in (``AGENTS_CPU_VECTOR_WIDTH``, ``agents/_jit.py``); each row
+records its options.
 
 SAC: rejax's tuned Pendulum-v1 configuration (``experiments/configs/sac.py``, from
 ``../shared/peers/configs/rejax_pendulum.yaml``: one env, UTD 1, batch 256, 2×64 swish, buffer

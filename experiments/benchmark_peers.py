@@ -11,10 +11,11 @@ second and their ratio, and both compile times (ours: trace, lower and compile; 
 trace+lower plus compile, as its script reports them apart); then the medians over rounds and
 the range (min–max) of the per-round ratios. Prints a table and writes ``peers_benchmark.json``.
 
-Our programs are compiled by ``agents.jit``, on CPU with ``xla_cpu_prefer_vector_width=512``
-(``agents/_jit.py``); rejax, as shipped, with XLA's defaults. ``--peer_same_options`` also runs
-rejax in each round with our CPU options (through ``XLA_FLAGS``) and reports that ratio too, so
-the gain of the options and of the code can be told apart.
+Our programs are compiled by ``agents.jit``: plain ``jax.jit``, or with the CPU vector width the
+launcher opts in to (``AGENTS_CPU_VECTOR_WIDTH``, ``agents/_jit.py``); rejax, as shipped, with
+XLA's defaults. With the opt-in, ``--peer_same_options`` also runs rejax in each round with our
+CPU options (through ``XLA_FLAGS``) and reports that ratio too, so the gain of the options and of
+the code can be told apart.
 
     python -m experiments.benchmark_peers --output_dir=/tmp/peers --rounds=5 \
         [--agents=ppo] [--peer_same_options] [--peer_python=~/.cache/gradest-peers/venv/bin/python
@@ -34,7 +35,7 @@ from typing import Callable
 import jax
 from absl import app, flags
 
-from agents import _jit
+import agents
 from experiments import _common, benchmark_agents
 
 AGENTS = ("ppo", "sac")
@@ -157,7 +158,7 @@ def main(argv):
     out = _common.output_dir_or_exit(f.output_dir, overwrite=True)
     def peer(a):
         return run_peer(a, f.peer_python, f.peer_dir)
-    options = _jit.compiler_options()
+    options = agents.compiler_options()
     peer_same = (lambda a: run_peer(a, f.peer_python, f.peer_dir, options)) if (
         f.peer_same_options and options) else None
     try:

@@ -31,7 +31,6 @@ Three parts, each with the exact quantity beside the Monte Carlo one:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import time
 
@@ -165,41 +164,37 @@ def exact_value_and_grad(params: dict) -> tuple[jax.Array, dict]:
     return jax.value_and_grad(expectation)(params)
 
 
-@functools.partial(jax.jit, static_argnames=("estimator", "num_samples"))
-def _per_sample_grads(estimator, key, params, state, num_samples: int):
-    """Per-sample gradients and values of the categorical problem; τ in ``state`` is traced, so
-    the whole grid of τ compiles once per estimator."""
-    grads, values, _ = gradest.per_sample_grads(estimator, jax.random.split(key, num_samples),
-                                                params, cat_dist, cat_objective, state)
-    return grads, values
-
-
-def bias_variance(estimator, key, params, exact_grad, num_samples: int, state=None) -> dict:
+def bias_variance(estimator, key, params, exact_grad, num_samples: int) -> dict:
     """Relative bias (with standard error and noise floor) and total variance (with standard
-    error) of one estimator.
+    error) of one estimator, as arrays (traceable: a sweep over τ is one ``jit(vmap(...))``).
 
     With b̂ = ĝ − g* and se_j the standard error of ĝ_j, the delta method gives
     se(‖b̂‖) ≈ sqrt(Σ_j (b̂_j/‖b̂‖)² se_j²); an unbiased estimator shows ‖b̂‖ ≈ sqrt(Σ_j se_j²),
     the noise floor. The total variance's standard error is ``_common``'s, from the fourth
     moment.
     """
-    state = estimator.init() if state is None else state
-    grads, values = _per_sample_grads(estimator, key, params, state, num_samples)
+    grads, values, _ = gradest.per_sample_grads(
+        estimator, jax.random.split(key, num_samples), params, cat_dist, cat_objective,
+        estimator.init())
     stats = gradest.gradient_stats(grads)
     comparison = gradest.diagnostics.compare(stats, exact_grad)
     bias = comparison.bias["logits"]
     se = stats.stderr["logits"]
     g_norm = jnp.linalg.norm(exact_grad["logits"])
     b_norm = jnp.linalg.norm(bias)
-    _, total_variance_se = _common.total_variance_with_stderr(grads["logits"])
+    # tr Var's standard error from d_s = ‖ĝ_s − ḡ‖² (as _common.total_variance_with_stderr),
+    # in jnp so that it traces under the τ sweep.
+    flat = grads["logits"].reshape(num_samples, -1)
+    d = jnp.sum((flat - jnp.mean(flat, axis=0)) ** 2, axis=1)
+    total_variance_se = num_samples / (num_samples - 1) * jnp.std(d, ddof=1) / jnp.sqrt(num_samples)
     return {
-        "relative_bias": float(b_norm / g_norm),
-        "relative_bias_se": float(jnp.sqrt(jnp.sum((bias / b_norm) ** 2 * se**2)) / g_norm),
-        "noise_floor": float(jnp.sqrt(jnp.sum(se**2)) / g_norm),
-        "max_abs_zscore": float(comparison.max_abs_zscore),
-        "total_variance": float(stats.total_variance),
+        "relative_bias": b_norm / g_norm,
+        "relative_bias_se": jnp.sqrt(jnp.sum((bias / b_norm) ** 2 * se**2)) / g_norm,
+        "noise_floor": jnp.sqrt(jnp.sum(se**2)) / g_norm,
+        "max_abs_zscore": comparison.max_abs_zscore,
+        "total_variance": stats.total_variance,
         "total_variance_se": total_variance_se,
-        "value": float(jnp.mean(values)),
+        "value": jnp.mean(values),
     }
 
 
@@ -208,22 +203,22 @@ def bias_variance_experiment(key: jax.Array, sizes: Sizes, log: _common.Progress
     exact_value, exact_grad = exact_value_and_grad(params)
     temperatures = np.geomspace(*TEMPERATURE_RANGE, sizes.num_temperatures)
     key_sf, key_gs, key_st = jax.random.split(key, 3)
-    sf = bias_variance(gradest.score_function(baselines.leave_one_out(sizes.loo_samples)),
-                       key_sf, params, exact_grad, sizes.grad_samples)
+    sf = {field: float(v) for field, v in bias_variance(
+        gradest.score_function(baselines.leave_one_out(sizes.loo_samples)), key_sf, params,
+        exact_grad, sizes.grad_samples).items()}
     sf["draws_per_sample"] = sizes.loo_samples
     out = {"temperatures": temperatures, "exact_value": float(exact_value),
            "exact_grad": exact_grad["logits"], "score_function": sf}
-    # τ as a schedule indexed by the estimator state's step: the state is a traced argument of
-    # estimate_grad, so the whole grid runs on one compilation per estimator.
     grid = jnp.asarray(temperatures, jnp.float32)
     for name, hard, k in (("gumbel_softmax", False, key_gs), ("straight_through", True, key_st)):
-        estimator = gradest.gumbel_softmax(lambda step: grid[step], hard=hard)
-        rows = [bias_variance(estimator, kk, params, exact_grad, sizes.grad_samples,
-                              state=gradest.gumbel.GumbelState(jnp.asarray(i, jnp.int32)))
-                for i, kk in enumerate(jax.random.split(k, len(temperatures)))]
-        out[name] = {field: [r[field] for r in rows] for field in rows[0]}
-        log(f"(b) {name}: relative bias {rows[0]['relative_bias']:.3f} at τ={temperatures[0]:.2f}"
-            f" .. {rows[-1]['relative_bias']:.3f} at τ={temperatures[-1]:.2f}")
+        # τ is traced: the whole grid is one jit(vmap(...)), one key per τ.
+        sweep = jax.jit(jax.vmap(lambda tau, kk, hard=hard: bias_variance(
+            gradest.gumbel_softmax(tau, hard=hard), kk, params, exact_grad, sizes.grad_samples)))
+        out[name] = {field: [float(v) for v in values] for field, values in
+                     sweep(grid, jax.random.split(k, len(temperatures))).items()}
+        bias = out[name]["relative_bias"]
+        log(f"(b) {name}: relative bias {bias[0]:.3f} at τ={temperatures[0]:.2f}"
+            f" .. {bias[-1]:.3f} at τ={temperatures[-1]:.2f}")
     return out
 
 
@@ -485,7 +480,7 @@ def run(output_dir, *, quick: bool, seed: int, **sizes) -> dict:
     sz = _common.resolve_sizes(QUICK, FULL, quick, sizes)
     out = _common.prepare_output_dir(output_dir, overwrite=True)
     log = _common.Progress("gumbel")
-    key_a, key_b, key_c = jax.random.split(_common.prng_key(seed), 3)
+    key_a, key_b, key_c = jax.random.split(jax.random.key(seed), 3)
     a = gumbel_max_experiment(key_a, sz)
     log(f"(a) χ² = {a['chi2']:.2f} on {a['dof']} dof, p = {a['p_value']:.3f}")
     plot_gumbel_max(a, out / "gumbel_max.png")

@@ -151,7 +151,7 @@ from absl import app, flags  # noqa: E402
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # noqa: E402
 from ml_collections import config_dict, config_flags  # noqa: E402
 
-from agents import _jit as agents_jit, _prng as agents_prng, loop as agents_loop  # noqa: E402
+from agents import _jit as agents_jit, loop as agents_loop  # noqa: E402
 from experiments import _common, configs  # noqa: E402
 
 MIN_EVAL_EPISODES = 32
@@ -362,8 +362,7 @@ def run_info(agent: str, env_id: str, num_seeds: int, seed: int, config, devices
     """Seed, config, package versions, Python, platform and devices of a run."""
     return {
         "agent": agent, "env": env_id, "seed": seed, "num_seeds": num_seeds,
-        "seed_keys": (f"seed i trains with jax.random.fold_in(jax.random.key({seed}, "
-                      f"impl={agents_prng.KEY_IMPL!r}), i)"),
+        "seed_keys": f"seed i trains with jax.random.fold_in(jax.random.key({seed}), i)",
         "config": config_dict_of(config),
         "packages": package_versions(),
         "python": sys.version.split()[0],
@@ -433,12 +432,9 @@ class SeedTrainer:
     def __init__(self, stages: agents_loop.Stages, num_seeds: int, seed: int, devices=None):
         self.stages, self.num_seeds, self.seed = stages, num_seeds, seed
         self.devices = seed_devices(num_seeds, devices)
-        if len(self.devices) > 1 or jax.process_count() > 1:
-            # Philox keys in a partitioned program need the portable mulhi (agents._prng).
-            agents_prng.lower_mulhi_portably()
         self.mesh = Mesh(np.array(self.devices), ("seeds",))
         self.sharding = NamedSharding(self.mesh, P("seeds"))
-        base = agents_prng.prng_key(seed)
+        base = jax.random.key(seed)
         self.key_impl = jax.random.key_impl(base)
         data = np.asarray(jax.random.key_data(
             jax.vmap(lambda i: jax.random.fold_in(base, i))(np.arange(num_seeds))))

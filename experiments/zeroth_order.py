@@ -242,23 +242,17 @@ def plot_training(res: dict, path) -> None:
 _OBJECTIVES = {"expected_reward": expected_reward, "accuracy": accuracy}
 
 
-@functools.partial(jax.jit, static_argnames=("objective", "estimator", "num_calls"))
-def zeroth_order_grads(objective: str, estimator, num_calls: int, key, theta, eps, x, y):
-    """Per-call zeroth-order gradients of ``objective`` at θ with smoothing ε, [num_calls, ...].
-
-    ``estimator`` has ε = 1: the zeroth-order gradient at scale ε around θ is (1/ε) times the one
-    at scale 1 of φ ↦ F(θ + εφ) at φ = 0, which lets ε be a traced argument, so the whole grid
-    compiles once per objective and baseline.
-    """
+@functools.partial(jax.jit, static_argnames=("objective", "baseline", "per_call", "num_calls"))
+def zeroth_order_grads(objective: str, baseline: str, per_call: int, num_calls: int, key, theta,
+                       eps, x, y):
+    """Per-call zeroth-order gradients of ``objective`` at θ with smoothing ε, [num_calls, ...],
+    each call averaging ``per_call`` directions. ε is traced: the whole grid compiles once per
+    objective and baseline."""
+    estimator = gradest.zeroth_order(eps, per_call, baseline=baseline)
     f = _OBJECTIVES[objective]
-    phi0 = jax.tree.map(jnp.zeros_like, theta)
-
-    def rescaled(_, phi):
-        return f(jax.tree.map(lambda t, p: t + eps * p, theta, phi), x, y)
-
-    grads, _, _ = gradest.per_sample_grads(estimator, jax.random.split(key, num_calls), phi0,
-                                           None, rescaled, estimator.init())
-    return jax.tree.map(lambda g: g / eps, grads)
+    grads, _, _ = gradest.per_sample_grads(estimator, jax.random.split(key, num_calls), theta,
+                                           None, lambda _, t: f(t, x, y), estimator.init())
+    return grads
 
 
 def flat(tree) -> jax.Array:
@@ -338,10 +332,9 @@ def cosine_experiment(key, data, params0, sizes: Sizes, log) -> dict:
     per_call = min(DIRECTIONS_PER_CALL, sizes.cosine_directions // 2)
     num_calls = sizes.cosine_directions // per_call * sizes.cosine_repeats
     epsilons = np.geomspace(*EPSILON_RANGE, sizes.num_epsilons)
-    estimators = {b: gradest.zeroth_order(1.0, per_call, baseline=b) for b in ZO_BASELINES}
 
     def stats(objective, baseline, k, eps):
-        g = zeroth_order_grads(objective, estimators[baseline], num_calls, k, theta,
+        g = zeroth_order_grads(objective, baseline, per_call, num_calls, k, theta,
                                jnp.float32(eps), x, y)
         return direction_stats(np.asarray(jax.vmap(flat)(g), np.float64), exact,
                                sizes.cosine_repeats)
@@ -406,7 +399,7 @@ def run(output_dir, *, quick: bool, seed: int, **sizes) -> dict:
     sz = _common.resolve_sizes(QUICK, FULL, quick, sizes)
     out = _common.prepare_output_dir(output_dir, overwrite=True)
     log = _common.Progress("zeroth_order")
-    k_data, k_init, k_train, k_cos = jax.random.split(_common.prng_key(seed), 4)
+    k_data, k_init, k_train, k_cos = jax.random.split(jax.random.key(seed), 4)
     data = load_digit_split(k_data)
     params0 = init_params(k_init, data[0].shape[1])
     b = cosine_experiment(k_cos, data, params0, sz, log)

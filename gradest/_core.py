@@ -203,6 +203,18 @@ def check_positive(name: str, value: Any) -> float:
     return v
 
 
+def check_hyperparameter(name: str, value: Any) -> Any:
+    """``check_positive`` for a hyperparameter that may be traced (τ, ε): a concrete value must
+    be a positive finite number and comes back as a float; a traced scalar, known only at run
+    time, comes back as it is, so a sweep over it is one ``jit(vmap(...))`` (as optax's
+    ``inject_hyperparams`` allows for step sizes)."""
+    if isinstance(value, jax.core.Tracer):
+        if value.shape != ():
+            raise EstimatorError(f"{name} must be a scalar, got shape {value.shape}")
+        return value
+    return check_positive(name, value)
+
+
 def check_scalar_objective(value: Array, name: str = "f") -> Array:
     """Checks (at trace time) that the objective returned a scalar."""
     value = jnp.asarray(value)

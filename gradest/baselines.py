@@ -30,6 +30,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradest._core import Array, EmptyState, EstimatorError, State, check_positive, no_state
 
@@ -66,7 +67,8 @@ def none() -> Baseline:
 
 
 def constant(b: Any) -> Baseline:
-    """A fixed baseline: a scalar, or a pytree shaped like θ for one baseline per coordinate.
+    """A fixed baseline: a scalar, or a pytree shaped like θ for one baseline per coordinate;
+    concrete or traced (a sweep over b is one ``jit(vmap(...))``).
 
     Passing the exact E_q[f] gives the 'mean baseline' of Mohamed et al. (2020, §3); passing the
     exact b* (``gradest.testing.exact_optimal_baseline``) gives the optimal one.
@@ -75,7 +77,9 @@ def constant(b: Any) -> Baseline:
     if not leaves:
         raise EstimatorError("constant baseline needs a value")
     for leaf in leaves:
-        if not jnp.all(jnp.isfinite(jnp.asarray(leaf))):
+        # A traced b (a sweep under jit(vmap(...))) is known only at run time; numpy, not jnp,
+        # for a concrete one: inside a trace jnp would make even a Python float a tracer.
+        if not isinstance(leaf, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(leaf))):
             raise EstimatorError(f"constant baseline must be finite, got {b!r}")
     # A bare number is one baseline for all coordinates; a pytree (or an array) shaped like θ
     # gives one per coordinate.

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from gradest._core import (Array, EstimatorError, GradientEstimator, PRNGKey, Traits,
-                           check_distribution, check_positive, check_scalar_objective)
+                           check_distribution, check_hyperparameter, check_scalar_objective)
 
 sg = jax.lax.stop_gradient
 
@@ -46,16 +46,11 @@ def gumbel_max_sample(key: PRNGKey, logits: Array) -> Array:
     return jnp.argmax(logits + jax.random.gumbel(key, logits.shape, logits.dtype), axis=-1)
 
 
-def _check_temperature(temperature) -> None:
-    if not isinstance(temperature, jax.core.Tracer):
-        check_positive("temperature τ", temperature)
-
-
 def gumbel_softmax_sample(key: PRNGKey, logits: Array, temperature: float | Array,
                           hard: bool = False) -> Array:
     """A relaxed one-hot sample softmax((logits + g)/τ) over the last axis; with ``hard=True`` the
     straight-through sample y_hard − sg(y_soft) + y_soft (exactly one-hot forward)."""
-    _check_temperature(temperature)
+    check_hyperparameter("temperature τ", temperature)
     logits = jnp.asarray(logits)
     perturbed = logits + jax.random.gumbel(key, logits.shape, logits.dtype)
     y_soft = jax.nn.softmax(perturbed / temperature, axis=-1)
@@ -71,7 +66,7 @@ def binary_concrete_sample(key: PRNGKey, logits: Array, temperature: float | Arr
                            hard: bool = False) -> Array:
     """Relaxed Bernoulli(σ(logits)) sample σ((logits + L)/τ), L ~ Logistic(0, 1); ``hard`` gives
     the straight-through 0/1 sample."""
-    _check_temperature(temperature)
+    check_hyperparameter("temperature τ", temperature)
     logits = jnp.asarray(logits)
     perturbed = logits + jax.random.logistic(key, logits.shape, logits.dtype)
     y_soft = jax.nn.sigmoid(perturbed / temperature)
@@ -82,24 +77,27 @@ def binary_concrete_sample(key: PRNGKey, logits: Array, temperature: float | Arr
 
 
 # --------------------------------------------------------------------------------------------
-# Temperature schedules: step (number of estimator updates so far) -> τ.
+# Temperature schedules: step (number of estimator updates so far) -> τ. Their hyperparameters
+# may be traced (a sweep under jit(vmap(...))); concrete ones are checked when built.
 
 
-def constant_temperature(temperature: float) -> Schedule:
+def constant_temperature(temperature: float | Array) -> Schedule:
     """τ_t = τ."""
-    tau = check_positive("temperature τ", temperature)
+    tau = check_hyperparameter("temperature τ", temperature)
     return lambda step: jnp.asarray(tau, jnp.float32)
 
 
-def exponential_anneal(init: float = 1.0, rate: float = 1e-3, floor: float = 0.5) -> Schedule:
+def exponential_anneal(init: float | Array = 1.0, rate: float | Array = 1e-3,
+                       floor: float | Array = 0.5) -> Schedule:
     """τ_t = max(floor, init · exp(−rate · t)): anneal from ``init`` (1 in seed 001) to a floor
     (Jang et al., 2017 use floor 0.5)."""
-    init = check_positive("init temperature", init)
-    floor = check_positive("floor temperature", floor)
-    rate = float(rate)
-    if not rate >= 0:
-        raise EstimatorError(f"anneal rate must be ≥ 0, got {rate!r}")
-    if floor > init:
+    init = check_hyperparameter("init temperature", init)
+    floor = check_hyperparameter("floor temperature", floor)
+    if not isinstance(rate, jax.core.Tracer):
+        rate = float(rate)
+        if not rate >= 0:
+            raise EstimatorError(f"anneal rate must be ≥ 0, got {rate!r}")
+    if isinstance(floor, float) and isinstance(init, float) and floor > init:
         raise EstimatorError(f"floor temperature {floor} exceeds the initial one {init}")
     return lambda step: jnp.maximum(floor, init * jnp.exp(-rate * jnp.asarray(step, jnp.float32)))
 
@@ -116,8 +114,9 @@ def gumbel_softmax(temperature: Union[float, Schedule] = 1.0, hard: bool = False
     ``hard=True`` the forward value is f at an exact categorical sample.
 
     Args:
-      temperature: τ > 0, or a schedule step -> τ (``exponential_anneal``); the step counts
-        ``update`` calls and lives in the estimator state.
+      temperature: τ > 0 (a number or a traced scalar), or a schedule step -> τ
+        (``exponential_anneal``); the step counts ``update`` calls and lives in the estimator
+        state.
       hard: straight-through.
     """
     schedule = temperature if callable(temperature) else constant_temperature(temperature)

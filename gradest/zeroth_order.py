@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from gradest._core import (EstimatorError, GradientEstimator, Traits, check_distribution,
-                           check_positive, check_scalar_objective, keep_state, linear_term,
+                           check_hyperparameter, check_scalar_objective, keep_state, linear_term,
                            no_state, tree_vdot)
 
 sg = jax.lax.stop_gradient
@@ -57,14 +57,14 @@ def zeroth_order(epsilon: float = 0.1, num_directions: int = 1, antithetic: bool
     """Gaussian-smoothing estimator of ∇ₓ f with ``num_directions`` directions per sample.
 
     Args:
-      epsilon: the smoothing scale ε > 0.
+      epsilon: the smoothing scale ε > 0 (a number, or a traced scalar for a sweep).
       num_directions: M ≥ 1 directions u_1..u_M averaged per surrogate call (M pairs when
         antithetic).
       antithetic: use ±u pairs (central differences).
       baseline: ``"none"``, ``"value"`` (b = f(x)) or ``"optimal"`` (leave-one-out b*, M ≥ 2).
         Ignored with antithetic pairs, where it cancels.
     """
-    eps = check_positive("epsilon ε", epsilon)
+    eps = check_hyperparameter("epsilon ε", epsilon)
     if not isinstance(num_directions, int) or isinstance(num_directions, bool) or num_directions < 1:
         raise EstimatorError(f"num_directions must be an int ≥ 1, got {num_directions!r}")
     if baseline not in BASELINES:

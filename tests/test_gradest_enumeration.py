@@ -51,9 +51,9 @@ def test_index_categorical_matches_the_softmax_gradient_by_hand():
     """Categorical over indices: ∇_l Σ_k softmax(l)_k v_k = softmax(l) ⊙ (v − Σ_k softmax(l)_k v_k)."""
     logits, values = jnp.array([0.5, -1.0, 2.0]), jnp.array([4.0, -1.0, 0.5])
     est = gradest.exact_enumeration()
-    grad = jax.grad(lambda l: est.surrogate(jax.random.key(0), l,
-                                            lambda p: distrax.Categorical(logits=p),
-                                            lambda p, k: values[k], est.init())[0])(logits)
+    grad = jax.grad(lambda lg: est.surrogate(jax.random.key(0), lg,
+                                             lambda p: distrax.Categorical(logits=p),
+                                             lambda p, k: values[k], est.init())[0])(logits)
     p = np.exp(logits) / np.sum(np.exp(logits))
     np.testing.assert_allclose(grad, p * (values - np.dot(p, values)), rtol=1e-5)
 
@@ -68,10 +68,12 @@ def test_batched_by_estimate_grad_is_exact_with_zero_variance():
 
 def test_where_it_does_not_apply_it_raises():
     est = gradest.exact_enumeration()
-    normal = lambda p: distrax.Normal(p, 1.0)
+    def normal(p):
+        return distrax.Normal(p, 1.0)
     with pytest.raises(gradest.EstimatorError):
         est.surrogate(jax.random.key(0), jnp.zeros(()), normal, lambda p, z: z, est.init())
-    batched = lambda p: distrax.Categorical(logits=p)
+    def batched(p):
+        return distrax.Categorical(logits=p)
     with pytest.raises(gradest.EstimatorError, match="one categorical"):
         est.surrogate(jax.random.key(0), jnp.zeros((2, 3)), batched, lambda p, z: 0.0, est.init())
     with pytest.raises(gradest.EstimatorError):
