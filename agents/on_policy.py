@@ -94,7 +94,10 @@ def act(setup: Setup, config: CommonConfig, actor_params: Params,
         stats: rollout_lib.RunningStats, key: PRNGKey, obs: Array) -> tuple[Array, Array]:
     """a ~ πθ(·|s) for a batch of raw observations, with log πθ(a|s) (the rollout's extras)."""
     dist = setup.actor.apply(actor_params, observe(config, stats, obs))
-    return dist.sample_and_log_prob(seed=key)
+    # sample, then log_prob: distrax's sample_and_log_prob adds a sample axis and broadcasts it
+    # implicitly against the batch of logits, which jax_numpy_rank_promotion="raise" refuses.
+    action = dist.sample(seed=key)
+    return action, dist.log_prob(action)
 
 
 def flatten(x: Array) -> Array:
@@ -142,8 +145,8 @@ def init_state(key: PRNGKey, setup: Setup, config: CommonConfig,
     # Zeros shaped like the actor's samples: nothing to draw or compute for a placeholder.
     action, log_prob = jax.tree.map(
         lambda s: jnp.zeros(s.shape, s.dtype),
-        jax.eval_shape(lambda p, o, k: setup.actor.apply(p, o).sample_and_log_prob(seed=k),
-                       params["actor"], obs, key))
+        jax.eval_shape(lambda p, o, k: act(setup, config, p, rollout_lib.init_stats(
+            setup.obs_shape), k, o), params["actor"], obs, key))
     zeros = jnp.zeros((batch_size,))
     batch = PolicyBatch(obs, action, log_prob, zeros)
     return AgentState(params, opt.init(params), env, rollout_lib.init_stats(setup.obs_shape),
