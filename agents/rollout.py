@@ -60,6 +60,7 @@ def to_env_action(spec: ActionSpec, action: Array) -> Array:
     if spec.discrete:
         return action
     unit = jnp.clip(action, -1.0, 1.0)
+    # The bounds [D] broadcast over the leading (environment) axes explicitly.
     low, high = jnp.broadcast_to(spec.low, unit.shape), jnp.broadcast_to(spec.high, unit.shape)
     return low + 0.5 * (unit + 1.0) * (high - low)
 
