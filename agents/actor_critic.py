@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from agents import _common, returns as returns_lib, rollout as rollout_lib
+from agents import _common, returns as returns_lib, rollout as rollout_lib, validation
 from agents._common import AgentState, CommonConfig, PolicyBatch, Setup, static
 
 Array = jax.Array
@@ -34,6 +34,11 @@ class ActorCriticConfig(CommonConfig):
 
     normalize_advantages: bool = static(False)  # δ ← (δ − mean) / std over the batch
     vf_coef: float = 0.5                    # weight of the squared TD error
+
+    def field_checks(self) -> dict:
+        v = validation
+        return {**super().field_checks(), "normalize_advantages": v.boolean,
+                "vf_coef": v.non_negative}
 
 
 class Batch(NamedTuple):

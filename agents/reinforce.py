@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from flax import struct
 
 import gradest
-from agents import _common, returns as returns_lib, rollout as rollout_lib
+from agents import _common, returns as returns_lib, rollout as rollout_lib, validation
 from agents._common import AgentState, CommonConfig, PolicyBatch, Setup, static
 
 Array = jax.Array
@@ -48,6 +48,11 @@ class ReinforceConfig(CommonConfig):
     baseline: str = static("learned")       # one of BASELINES
     baseline_decay: float = static(0.9)     # decay of the moving-average baseline
     vf_coef: float = 0.5                    # weight of the critic's squared error (learned b)
+
+    def field_checks(self) -> dict:
+        v = validation
+        return {**super().field_checks(), "baseline": v.one_of(BASELINES),
+                "baseline_decay": v.unit_interval, "vf_coef": v.non_negative}
 
 
 class Batch(NamedTuple):

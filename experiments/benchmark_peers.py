@@ -32,7 +32,7 @@ from typing import Callable
 import jax
 from absl import app, flags
 
-from agents import _jit
+import agents
 from experiments import _common, benchmark_agents
 
 AGENTS = ("ppo", "sac")
@@ -146,7 +146,7 @@ def main(argv):
     f = flags.FLAGS
     out = _common.output_dir_or_exit(f.output_dir, overwrite=True)
     peer = lambda a: run_peer(a, f.peer_python, f.peer_dir)
-    options = _jit.compiler_options()
+    options = agents.compiler_options()
     peer_same = (lambda a: run_peer(a, f.peer_python, f.peer_dir, options)) if (
         f.peer_same_options and options) else None
     try:

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import ml_collections
 
+import dataclasses
+
+import gradest
+from agents import sac
 from agents.sac import SACConfig
 from experiments.configs._base import with_tuned
 
@@ -72,3 +76,17 @@ def get_config(env_id: str) -> ml_collections.ConfigDict:
     estimator, pathwise, needs continuous actions: pass --config.actor_estimator=exact, say, for
     an untuned discrete environment)."""
     return with_tuned(SACConfig, TUNED, env_id)
+
+
+def usable_estimators(config: SACConfig, discrete: bool) -> tuple[str, list[str]]:
+    """("actor_estimator", the estimators that fit discrete or continuous actions), for the
+    message that rejects one that does not."""
+    usable = []
+    for name in sac.ESTIMATORS:
+        candidate = dataclasses.replace(config, actor_estimator=name, actor_baseline="none")
+        try:
+            sac.make_actor_estimator(candidate, discrete)
+        except gradest.EstimatorError:
+            continue
+        usable.append(name)
+    return "actor_estimator", usable
