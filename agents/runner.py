@@ -255,11 +255,13 @@ def train_seeds(stages: Stages, num_seeds: int, seed: int, devices=None, *,
 
 class Damaged(NamedTuple):
     """A checkpoint that could not be restored: its step, the file that failed (the step's
-    folder where the error names none) and the first line of the error."""
+    folder where the error names none), the first line of the error, and where the step's
+    folder was moved."""
 
     step: int
     file: str
     error: str
+    moved_to: str
 
 
 def _json_round_trip(obj):
@@ -368,9 +370,10 @@ class Checkpoints:
             except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many kinds
                 step_dir = os.path.join(self.directory, str(step))
                 message = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                damaged.append(Damaged(step, _failed_file(step_dir, e), message[:200]))
+                moved_to = _unused(step_dir + ".damaged")
+                damaged.append(Damaged(step, _failed_file(step_dir, e), message[:200], moved_to))
                 if jax.process_index() == 0:
-                    os.replace(step_dir, _unused(step_dir + ".damaged"))
+                    os.replace(step_dir, moved_to)
                 if jax.process_count() > 1:   # every process sees the step gone before saving
                     from jax.experimental import multihost_utils
                     multihost_utils.sync_global_devices(f"checkpoint {step} moved aside")
@@ -441,16 +444,16 @@ def first_non_finite(raw: dict, carry_ok: np.ndarray) -> tuple[int, list[int], l
 def run(trainer: SeedTrainer, *, checkpoints: Checkpoints | None = None,
         checkpoint_every: int | None = None, resume: bool = False,
         stop_after: int | None = None,
-        on_start: Callable[[int], None] | None = None) -> RunResult:
+        on_start: Callable[[int, list[Damaged]], None] | None = None) -> RunResult:
     """Trains every seed of ``trainer`` to the end, in chunks of ``checkpoint_every`` log
     intervals (one chunk without), saving a checkpoint after each chunk and at the end.
 
     ``resume``: continue from the latest checkpoint that restores (``Checkpoints.restore``);
     without it, existing checkpoints are an error (``CheckpointError``: they would be mixed with
     this run's). ``stop_after``: return (``output=None``) once that many log intervals are done
-    and saved, as a preempted job would. ``on_start(log intervals restored)`` is called once the
-    run's starting point is settled (a resume accepted), before anything compiles: where a
-    caller writes what describes the run. Raises ``Diverged`` at the first log interval whose
+    and saved, as a preempted job would. ``on_start(log intervals restored, damaged steps
+    skipped)`` is called once the run's starting point is settled (a resume accepted), before
+    anything compiles: where a caller reports it and writes what describes the run. Raises ``Diverged`` at the first log interval whose
     metrics, or the chunk whose final state, are not finite, after saving the last good state.
     """
     num_logs = trainer.stages.num_logs
@@ -464,7 +467,7 @@ def run(trainer: SeedTrainer, *, checkpoints: Checkpoints | None = None,
         chunks = [saved] if logs_done else []
     resumed_at = logs_done
     if on_start is not None:
-        on_start(resumed_at)
+        on_start(resumed_at, damaged)
     lengths = [min(chunk, num_logs - s) for s in range(logs_done, num_logs, chunk)]
     compile_s = trainer.compile(lengths) if lengths else 0.0   # a finished run: nothing to do
     train_s, start = 0.0, time.perf_counter()

@@ -458,7 +458,13 @@ def run(agent: str, env_id: str, num_seeds: int, seed: int, total_steps, output_
     writer = jax.process_index() == 0
     info = run_info(agent, env_id, num_seeds, seed, config, trainer.devices)
 
-    def accept(resumed_at: int) -> None:
+    def accept(resumed_at: int, damaged: list[runner.Damaged]) -> None:
+        for d in damaged:
+            print(f"warning: checkpoint {d.step} is damaged ({d.file}: {d.error}); moved aside "
+                  f"to {d.moved_to}", file=sys.stderr, flush=True)
+        if resumed_at:
+            print(f"resuming from {ckpt.directory} at log interval "
+                  f"{resumed_at}/{stages.num_logs}", flush=True)
         if writer:
             accept_output_dir(output_dir, overwrite)
             _common.write_json(os.path.join(output_dir, "run_info.json"),
@@ -512,8 +518,8 @@ def _open_checkpoints(directory: str, meta: dict, output_dir: str, overwrite: bo
 
 
 def _train(trainer, ckpt, checkpoint_every, resume, stop_after, output_dir, writer, accept):
-    """``runner.run`` with its messages (``accept`` once the run is accepted); on divergence
-    writes the good metrics and ``divergence.json`` before the error propagates."""
+    """``runner.run`` (``accept`` once the run is accepted); on divergence writes the good
+    metrics and ``divergence.json`` before the error propagates."""
     try:
         result = runner.run(trainer, checkpoints=ckpt, checkpoint_every=checkpoint_every,
                             resume=resume, stop_after=stop_after, on_start=accept)
@@ -529,13 +535,6 @@ def _train(trainer, ckpt, checkpoint_every, resume, stop_after, output_dir, writ
                 "reason": e.reason, "checkpoint": e.checkpoint,
                 "checkpoint_step": e.checkpoint_step})
         raise
-    for damaged in result.damaged:
-        print(f"warning: checkpoint {damaged.step} is damaged ({damaged.file}: {damaged.error}); "
-              f"moved aside to {ckpt.directory}/{damaged.step}.damaged", file=sys.stderr,
-              flush=True)
-    if result.resumed_at:
-        print(f"resumed from {ckpt.directory} at log interval "
-              f"{result.resumed_at}/{trainer.stages.num_logs}", flush=True)
     return result
 
 

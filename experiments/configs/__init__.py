@@ -112,7 +112,10 @@ def make_config(agent: str, env_id: str, overrides: dict | None = None,
         if name not in config:
             raise ValueError(f"--config.{name} is not a field of {agent}'s config; its fields: "
                              f"{', '.join(sorted(config))}")
-        config[name] = value
+        try:
+            config[name] = value
+        except TypeError as e:   # ml_collections keeps each field's type
+            raise ValueError(f"--config.{name}={value!r}: {e}") from None
     if total_steps is not None:
         config.total_steps = total_steps
     if quiet:
