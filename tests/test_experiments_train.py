@@ -23,10 +23,11 @@ TINY_ARGS = ["--num_seeds=2", "--total_steps=64", "--config.num_envs=2", "--conf
              "--config.critic_widths=(8,)", "--config.num_minibatches=2"]
 
 
-def _cli(tmp_path, *args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "experiments.train", f"--output_dir={tmp_path}",
-                           *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          **kwargs)
+def _cli(tmp_path, *args, umask: str | None = None):
+    command = [sys.executable, "-m", "experiments.train", f"--output_dir={tmp_path}", *args]
+    if umask is not None:   # through the shell: no fork of this (multithreaded) JAX process
+        command = ["sh", "-c", f'umask {umask} && exec "$@"', "sh", *command]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
 def test_run_writes_metrics_plot_and_summary_starting_afresh_with_overwrite(tmp_path):
@@ -58,8 +59,7 @@ def test_cli_run_is_quiet_rounded_and_files_follow_the_umask(tmp_path):
     """A run with checkpoints under ``--quiet``: no orbax log line, the final line with numbers
     rounded for people, and result files of mode 0644 under a umask of 022."""
     out = tmp_path / "run"
-    proc = _cli(out, "--quiet", "--checkpoint_every=1", *TINY_ARGS,
-                preexec_fn=lambda: os.umask(0o022))
+    proc = _cli(out, "--quiet", "--checkpoint_every=1", *TINY_ARGS, umask="022")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.strip() == "", proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
