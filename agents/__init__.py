@@ -7,7 +7,8 @@ config=config)``, pure and built from ``lax.scan``, so ``jax.jit(jax.vmap(train)
 many seeds at once; ``stack_configs`` batches configs that differ in traced hyperparameters for
 the same ``vmap``. SAC also takes its actor's ``gradest.GradientEstimator`` and baseline as
 values. ``agents.jit`` is ``jax.jit``, with XLA CPU options only where the launcher opts in
-(``agents._jit``).
+(``agents._jit``). ``agents.runner`` trains the ``Stages`` of any agent over many seeds,
+devices and processes, with checkpoints.
 """
 
 from agents import (actor_critic, config, diagnostics, loop, losses, networks, on_policy, optim,

@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from agents import loop, losses, on_policy, optim, returns as returns_lib, rollout as rollout_lib
+from agents import (loop, losses, on_policy, optim, returns as returns_lib, rollout as rollout_lib,
+                    validation)
 from agents.config import CommonConfig, static
 from agents.diagnostics import DiagInput, PolicyBatch
 from agents.on_policy import AgentState, Setup
@@ -36,6 +37,11 @@ class ActorCriticConfig(CommonConfig):
 
     normalize_advantages: bool = static(False)  # δ ← (δ − mean) / std over the batch
     vf_coef: float = 0.5                    # weight of the squared TD error
+
+    def field_checks(self) -> dict:
+        v = validation
+        return {**super().field_checks(), "normalize_advantages": v.boolean,
+                "vf_coef": v.non_negative}
 
 
 class Batch(NamedTuple):

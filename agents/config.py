@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from agents import networks, validation
+
 
 def prng_key(seed: int) -> jax.Array:
     """The root key of a training run: ``jax.random.key(seed)``, JAX's default implementation."""
@@ -51,6 +53,30 @@ class CommonConfig:
     ent_coef: float = 0.01                  # entropy bonus coefficient
     max_grad_norm: float = 0.5              # global-norm gradient clip
     reward_scale: float = 1.0               # rewards are multiplied by this before learning
+
+    def field_checks(self) -> dict[str, validation.Check]:
+        """Field name → its check (``agents.validation``); each agent's config adds its own."""
+        v = validation
+        return {
+            "num_envs": v.positive_int, "num_steps": v.positive_int,
+            "total_steps": v.positive_int, "log_interval": v.positive_int,
+            "eval_episodes": v.positive_int, "eval_every": v.positive_int,
+            "actor_widths": v.widths, "critic_widths": v.widths,
+            "activation": v.one_of(networks.ACTIVATIONS),
+            "state_dependent_std": v.boolean, "log_std_init": v.finite,
+            "normalize_obs": v.boolean, "anneal_lr": v.boolean, "clip_per_network": v.boolean,
+            "verbose": v.boolean, "learning_rate": v.positive, "gamma": v.unit_interval,
+            "ent_coef": v.non_negative, "max_grad_norm": v.positive_or_inf,
+            "reward_scale": v.positive,
+        }
+
+    def validate(self) -> None:
+        """``ValueError`` in one line for a value no run can use (every field, and a budget of
+        at least one update), before anything is traced."""
+        from agents import loop  # loop imports this module
+
+        validation.check_fields(self, self.field_checks())
+        loop.loop_sizes(self.total_steps, self.num_envs * self.num_steps, self.log_interval)
 
 
 def check_static(config: Any, reference: Any) -> None:

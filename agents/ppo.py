@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from agents import loop, losses, on_policy, optim, returns as returns_lib, rollout as rollout_lib
+from agents import (loop, losses, on_policy, optim, returns as returns_lib, rollout as rollout_lib,
+                    validation)
 from agents.config import CommonConfig, static
 from agents.diagnostics import DiagInput, PolicyBatch
 from agents.on_policy import AgentState, Setup
@@ -44,6 +45,23 @@ class PPOConfig(CommonConfig):
     clip_epsilon: float = 0.2               # ε of the ratio clip
     value_clip_epsilon: float = 0.2         # ε_v of the value clip
     vf_coef: float = 0.5                    # weight c_v of the value loss
+
+    def field_checks(self) -> dict:
+        v = validation
+        return {**super().field_checks(), "num_epochs": v.positive_int,
+                "num_minibatches": v.positive_int, "normalize_advantages": v.boolean,
+                "gae_lambda": v.unit_interval, "clip_epsilon": v.open_unit_interval,
+                "value_clip_epsilon": v.positive_or_inf, "vf_coef": v.non_negative}
+
+    def validate(self) -> None:
+        """``CommonConfig.validate``, PPO's fields (0 < ε < 1: the ratio is clipped to
+        [1 − ε, 1 + ε]; value_clip_epsilon inf: no value clip), and minibatches that split each
+        rollout evenly."""
+        super().validate()
+        batch_size = self.num_envs * self.num_steps
+        if batch_size % self.num_minibatches:
+            raise ValueError(f"num_envs · num_steps = {batch_size} is not divisible by "
+                             f"num_minibatches = {self.num_minibatches}")
 
 
 class Batch(NamedTuple):

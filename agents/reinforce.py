@@ -32,7 +32,8 @@ import jax.numpy as jnp
 from flax import struct
 
 import gradest
-from agents import loop, losses, on_policy, optim, returns as returns_lib, rollout as rollout_lib
+from agents import (loop, losses, on_policy, optim, returns as returns_lib, rollout as rollout_lib,
+                    validation)
 from agents.config import CommonConfig, static
 from agents.diagnostics import DiagInput, PolicyBatch
 from agents.losses import masked_mean
@@ -51,6 +52,11 @@ class ReinforceConfig(CommonConfig):
     baseline: str = static("learned")       # one of BASELINES
     baseline_decay: float = static(0.9)     # decay of the moving-average baseline
     vf_coef: float = 0.5                    # weight of the critic's squared error (learned b)
+
+    def field_checks(self) -> dict:
+        v = validation
+        return {**super().field_checks(), "baseline": v.one_of(BASELINES),
+                "baseline_decay": v.unit_interval, "vf_coef": v.non_negative}
 
 
 class Batch(NamedTuple):

@@ -51,7 +51,7 @@ import optax
 from flax import struct
 
 import gradest
-from agents import loop, networks, optim, replay, returns, rollout
+from agents import loop, networks, optim, replay, returns, rollout, validation
 from agents.config import static
 
 Array = jax.Array
@@ -101,6 +101,32 @@ class SACConfig:
     init_alpha: float = 1.0  # initial entropy temperature α
     target_entropy_scale: float = 1.0  # continuous: H̄ = −scale · |A| (Haarnoja et al., 2018b)
     target_entropy_ratio: float = 0.98  # discrete: H̄ = ratio · log|A| (Christodoulou, 2019)
+
+    def field_checks(self) -> dict[str, validation.Check]:
+        """Field name → its check (``agents.validation``); a subclass adds its own fields'."""
+        v = validation
+        counts = ("total_steps", "num_envs", "buffer_size", "warmup_steps", "batch_size",
+                  "updates_per_step", "log_interval", "eval_episodes", "eval_every",
+                  "num_action_samples")
+        return {
+            **{name: v.positive_int for name in counts},
+            "actor_widths": v.widths, "critic_widths": v.widths,
+            "activation": v.one_of(networks.ACTIVATIONS), "normalize_obs": v.boolean,
+            "verbose": v.boolean, "learning_rate": v.positive,
+            "final_lr_fraction": v.unit_interval, "actor_lr_scale": v.positive,
+            "max_grad_norm": v.positive_or_inf, "max_alpha": v.positive_or_inf,
+            "gamma": v.unit_interval, "polyak": v.unit_interval, "init_alpha": v.positive,
+            "target_entropy_scale": v.finite, "target_entropy_ratio": v.unit_interval,
+        }
+
+    def validate(self) -> None:
+        """``ValueError`` in one line for a value no run can use (every field; a warm-up that
+        covers a batch; training left after the warm-up), before anything is traced."""
+        validation.check_fields(self, self.field_checks())
+        if self.batch_size > self.warmup_steps:
+            raise ValueError(f"warmup_steps={self.warmup_steps} must cover one batch "
+                             f"(batch_size={self.batch_size})")
+        sizes(self)
 
 
 # --------------------------------------------------------------------------------------------

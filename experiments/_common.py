@@ -17,8 +17,8 @@ import os
 import pathlib
 import statistics
 import sys
-import tempfile
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -112,8 +112,10 @@ def _atomic_write(path: pathlib.Path, write) -> pathlib.Path:
     """Calls ``write(tmp_path)`` for a temporary file beside ``path``, then renames it onto
     ``path`` (``os.replace`` is atomic on POSIX): a reader, or a crash or interruption mid-write,
     sees the old file or the new one, never half of one. On an exception nothing is left."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    # Created by os.open with mode 0o666, so the file gets the umask's permissions (mkstemp's
+    # are 0600 whatever the umask: a colleague could read report.md but not its figures).
+    tmp = str(path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -4,7 +4,7 @@ r"""Scaling suite of the benchmark: env steps per second against the number of s
     python -m experiments.benchmark_scaling --output_dir=/tmp/bench [--quick] \
         [--seed_counts=1,4,16,64,256] [--ppo_steps=32768] [--sac_steps=512] [--repeats=1]
 
-Two agents, each trained by ``experiments.train.train_seeds`` (one seed under plain ``jax.jit``,
+Two agents, each trained by ``agents.runner.train_seeds`` (one seed under plain ``jax.jit``,
 several under ``jax.jit(jax.vmap(...))``, sharded over devices where ``train_seeds`` takes
 ``devices=``), so the numbers are those ``python -m experiments.train`` runs at:
 
@@ -43,9 +43,9 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-from agents import ppo
-from experiments import _common
-from experiments import train as train_lib
+import agents
+from agents import ppo, runner
+from experiments import _common, configs
 
 AGENTS = {"ppo": "CartPole-v1", "sac": "Pendulum-v1"}
 _DEFAULT_OUTPUT_DIR = "results/benchmark"
@@ -82,8 +82,8 @@ def device_info() -> dict:
 
 
 def supports_devices() -> bool:
-    """Whether ``experiments.train.train_seeds`` takes a ``devices=`` argument."""
-    return "devices" in inspect.signature(train_lib.train_seeds).parameters
+    """Whether ``agents.runner.train_seeds`` takes a ``devices=`` argument."""
+    return "devices" in inspect.signature(runner.train_seeds).parameters
 
 
 def default_device_counts(total: int) -> list[int]:
@@ -99,9 +99,9 @@ def make_agent(agent: str, steps_per_seed: int, overrides: dict | None = None):
     """(entry, config, env, env_params) as ``experiments.train`` builds them, printing nothing."""
     env_id = AGENTS[agent]
     base = PPO_OVERRIDES if agent == "ppo" else {}
-    entry, config = train_lib.make_config(agent, env_id, {**base, **(overrides or {})},
-                                          steps_per_seed, quiet=True)
-    env, env_params = train_lib.make_env(entry, agent, env_id)
+    entry, config = configs.make_config(agent, env_id, {**base, **(overrides or {})},
+                                        steps_per_seed, quiet=True)
+    env, env_params = configs.make_env(entry, agent, env_id)
     return entry, config, env, env_params
 
 
@@ -113,7 +113,9 @@ def time_point(built, num_seeds: int, num_devices: int | None, repeats: int, see
     kwargs = {} if num_devices is None else {"devices": jax.devices()[:num_devices]}
     compile_s, run_s = [], []
     for _ in range(repeats):
-        out, c, r = train_lib.train_seeds(entry, config, env, env_params, num_seeds, seed, **kwargs)
+        out, c, r = runner.train_seeds(configs.make_stages(entry, config, env, env_params),
+                                       num_seeds, seed, compiler_options=agents.compiler_options(),
+                                       **kwargs)
         compile_s.append(c)
         run_s.append(r)
     steps_per_seed = int(np.asarray(out.metrics["env_steps"])[0, -1])
@@ -206,7 +208,7 @@ def run_scaling_suite(output_dir: str, seed_counts=FULL.seed_counts, device_coun
     sweep = {"device_counts": device_counts, "num_seeds": None, "status": "not run",
              "note": "one device" if info["device_count"] == 1 else ""}
     if len(device_counts) > 1 and not sharding:
-        sweep.update(status="skipped", note="experiments.train.train_seeds takes no devices= "
+        sweep.update(status="skipped", note="agents.runner.train_seeds takes no devices= "
                      "argument: every seed count ran on one device")
         device_counts = []
     elif len(device_counts) > 1:
@@ -273,8 +275,8 @@ def sizes_from_flags(quick: bool, seed_counts, ppo_steps, sac_steps, repeats) ->
 
 
 def _define_flag(define, name: str, *args) -> None:
-    # Reuses a flag an imported module has already defined (experiments.train defined its
-    # --output_dir and --seed on import before it had define_flags()).
+    # Reuses a flag an imported module has already defined (experiments.benchmark defines its
+    # own --output_dir and --seed before it imports this module).
     if name not in flags.FLAGS:
         define(name, *args)
 

@@ -31,8 +31,9 @@ from typing import Sequence
 from absl import app, flags
 import numpy as np
 
-from experiments import _common
-from experiments import train as train_lib
+import agents
+from agents import runner
+from experiments import _common, configs
 
 ENVS = ("CartPole-v1", "Acrobot-v1")
 # (label, agent, config overrides)
@@ -59,10 +60,11 @@ FULL = Sizes()
 
 def train_variant(agent: str, overrides: dict, env_id: str, sizes: Sizes, seed: int) -> dict:
     """Trains ``sizes.num_seeds`` seeds (vmapped) and returns per-seed curves [seeds, logs]."""
-    entry, config = train_lib.make_config(agent, env_id, overrides, sizes.total_steps, quiet=True)
-    env, env_params = train_lib.make_env(entry, agent, env_id)
-    out, compile_s, train_s = train_lib.train_seeds(entry, config, env, env_params,
-                                                    sizes.num_seeds, seed)
+    entry, config = configs.make_config(agent, env_id, overrides, sizes.total_steps, quiet=True)
+    env, env_params = configs.make_env(entry, agent, env_id)
+    out, compile_s, train_s = runner.train_seeds(
+        configs.make_stages(entry, config, env, env_params), sizes.num_seeds, seed,
+        compiler_options=agents.compiler_options())
     m = {k: np.asarray(v) for k, v in out.metrics.items()}
     return {"env_steps": m["env_steps"][0].tolist(), "eval_return": m["eval_return"].tolist(),
             "grad_variance": m["grad_variance"].tolist(),
@@ -213,7 +215,7 @@ def main(argv):
     out = _common.output_dir_or_exit(fv.output_dir, fv.overwrite)
     try:
         run(out, quick=fv.quick, seed=fv.seed, envs=fv.envs, **_common.sizes_from_flags(Sizes, fv))
-    except (ValueError, train_lib.UsageError) as e:
+    except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 
@@ -222,4 +224,6 @@ if __name__ == "__main__":
     _common.define_common_flags("results/reinforce_baselines")
     _common.define_size_flags(QUICK, FULL)
     flags.DEFINE_list("envs", list(ENVS), "gymnax environments (discrete actions).")
+    # The flags are defined in _common; list them in this module's --help.
+    flags.adopt_module_key_flags(_common)
     app.run(main)

@@ -433,4 +433,6 @@ if __name__ == "__main__":
                       "1/S law), full_covariance, implicit (Gamma/Beta/Student-t).")
     flags.DEFINE_float("mu", 1.0, "Mean μ of the Gaussian.")
     flags.DEFINE_float("sigma", 1.0, "Standard deviation σ of the Gaussian.")
+    # The flags are defined in _common; list them in this module's --help.
+    flags.adopt_module_key_flags(_common)
     app.run(main)

@@ -28,17 +28,18 @@ ROW_FIELDS = ("agent", "env", "sweep", "num_seeds", "num_devices", "compile_s", 
 
 
 def _fake_train_seeds(calls, takes_devices):
-    def fake(entry, config, env, env_params, num_seeds, seed, devices=None):
-        calls.append((config.total_steps, num_seeds, None if devices is None else len(devices)))
-        steps = np.tile([config.total_steps // 2, config.total_steps], (num_seeds, 1))
+    def fake(stages, num_seeds, seed, devices=None, *, compiler_options=None):
+        total = stages.config.total_steps
+        calls.append((total, num_seeds, None if devices is None else len(devices)))
+        steps = np.tile([total // 2, total], (num_seeds, 1))
         out = types.SimpleNamespace(metrics={"env_steps": steps,
                                              "eval_return": np.zeros((num_seeds, 2))})
         return out, 1.0, 0.5 * num_seeds
 
     if takes_devices:
         return fake
-    return lambda entry, config, env, env_params, num_seeds, seed: fake(
-        entry, config, env, env_params, num_seeds, seed)
+    return lambda stages, num_seeds, seed, *, compiler_options=None: fake(
+        stages, num_seeds, seed, compiler_options=compiler_options)
 
 
 def _check_outputs(tmp_path, result):
@@ -56,7 +57,7 @@ def _check_outputs(tmp_path, result):
 
 def test_suite_writes_json_and_png(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(bs.train_lib, "train_seeds", _fake_train_seeds(calls, False))
+    monkeypatch.setattr(bs.runner, "train_seeds", _fake_train_seeds(calls, False))
     result = bs.run_scaling_suite(str(tmp_path), seed_counts=(2, 1), ppo_steps=1024,
                                   sac_steps=512, repeats=2)
     on_disk = _check_outputs(tmp_path, result)
@@ -82,7 +83,7 @@ def _two_devices(monkeypatch):
 
 def test_device_sweep_when_train_seeds_takes_devices(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(bs.train_lib, "train_seeds", _fake_train_seeds(calls, True))
+    monkeypatch.setattr(bs.runner, "train_seeds", _fake_train_seeds(calls, True))
     _two_devices(monkeypatch)
     result = bs.run_scaling_suite(str(tmp_path), seed_counts=(1, 3, 4), ppo_steps=1024,
                                   sac_steps=512, agents=("ppo",))
@@ -96,7 +97,7 @@ def test_device_sweep_when_train_seeds_takes_devices(tmp_path, monkeypatch):
 
 def test_device_sweep_skipped_without_devices_argument(tmp_path, monkeypatch, capsys):
     calls = []
-    monkeypatch.setattr(bs.train_lib, "train_seeds", _fake_train_seeds(calls, False))
+    monkeypatch.setattr(bs.runner, "train_seeds", _fake_train_seeds(calls, False))
     _two_devices(monkeypatch)
     result = bs.run_scaling_suite(str(tmp_path), seed_counts=(1, 2), agents=("sac",),
                                   sac_steps=512)

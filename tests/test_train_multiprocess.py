@@ -25,7 +25,8 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import train
+from agents import runner
+from experiments import configs, train
 from tests.conftest import TINY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,17 +67,16 @@ def _tail(path, n=3000) -> str:
 def _restored_state(directory, config, env, env_params, entry):
     """(carry, metrics) of the latest checkpoint in ``directory``, restored onto this process's
     one device."""
-    stages = train.make_stages(entry, config, env, env_params)
-    trainer = train.SeedTrainer(stages, NUM_SEEDS, SEED)
+    stages = configs.make_stages(entry, config, env, env_params)
+    trainer = runner.SeedTrainer(stages, NUM_SEEDS, SEED)
     meta = {"agent": "ppo", "env": ENV_ID, "seed": SEED, "num_seeds": NUM_SEEDS,
-            "num_logs": stages.num_logs,
-            "config": train._json_round_trip(train.config_dict_of(config))}
-    ckpt = train.Checkpoints(str(directory), meta)
+            "num_logs": stages.num_logs, "config": configs.config_dict_of(config)}
+    ckpt = runner.Checkpoints(str(directory), meta)
     try:
-        logs_done, carry, metrics = ckpt.restore(trainer)
+        logs_done, carry, metrics, damaged = ckpt.restore(trainer)
     finally:
         ckpt.close()
-    assert logs_done == stages.num_logs
+    assert logs_done == stages.num_logs and not damaged
     return jax.device_get(trainer.saveable(carry)), metrics
 
 
@@ -149,8 +149,8 @@ def test_two_processes_give_the_results_of_one(tmp_path):
 
     # So is the final training state of every seed: parameters, optimizer and environment
     # states, observation statistics, counters, PRNG keys (key data, exactly).
-    entry, config = train.make_config("ppo", ENV_ID, OVERRIDES, TOTAL, quiet=True)
-    env, env_params = train.make_env(entry, "ppo", ENV_ID)
+    entry, config = configs.make_config("ppo", ENV_ID, OVERRIDES, TOTAL, quiet=True)
+    env, env_params = configs.make_env(entry, "ppo", ENV_ID)
     state, saved_metrics = _restored_state(shared_ckpt, config, env, env_params, entry)
     ref_state, ref_metrics = _restored_state(single / "checkpoints", config, env, env_params,
                                              entry)

@@ -26,7 +26,8 @@ import numpy as np
 import pytest
 
 import agents
-from experiments import train
+from agents import runner
+from experiments import configs, train
 from tests.conftest import TINY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,17 +35,17 @@ RTOL, ATOL = 1e-4, 1e-5
 
 _SCRIPT = """
 import sys, jax, numpy as np
-from experiments import train
-train.MIN_EVAL_EPISODES = 1
+from agents import runner
+from experiments import configs
 agent, env_id, total, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 overrides = eval(sys.argv[5])
 assert len(jax.devices()) == 4, jax.devices()
-entry, config = train.make_config(agent, env_id, overrides, total, True)
-env, env_params = train.make_env(entry, agent, env_id)
+entry, config = configs.make_config(agent, env_id, overrides, total, True)
+env, env_params = configs.make_env(entry, agent, env_id)
+stages = configs.make_stages(entry, config, env, env_params)
 arrays = {}
 for d in (1, 4):
-    output, _, _ = train.train_seeds(entry, config, env, env_params, 4, 5,
-                                     devices=jax.devices()[:d])
+    output, _, _ = runner.train_seeds(stages, 4, 5, devices=jax.devices()[:d])
     for i, leaf in enumerate(jax.tree.leaves(output)):
         arrays[f"{d}/{i}"] = np.asarray(leaf)
 np.savez(out, **arrays)
@@ -72,8 +73,8 @@ def test_four_devices_give_the_results_of_one(tmp_path, agent):
 
 def _setup(agent):
     env_id, total, overrides = TINY[agent]
-    entry, config = train.make_config(agent, env_id, overrides, total, quiet=True)
-    env, env_params = train.make_env(entry, agent, env_id)
+    entry, config = configs.make_config(agent, env_id, overrides, total, quiet=True)
+    env, env_params = configs.make_env(entry, agent, env_id)
     return entry, config, env, env_params
 
 
@@ -84,11 +85,12 @@ def _small_eval(monkeypatch):
 
 def test_same_seed_same_result_and_vmapped_seeds_equal_each_alone(compile_cache):
     entry, config, env, env_params = _setup("ppo")
+    stages = configs.make_stages(entry, config, env, env_params)
     num_seeds, seed = 8, 11
-    first, _, _ = train.train_seeds(entry, config, env, env_params, num_seeds, seed)
-    again, _, _ = train.train_seeds(entry, config, env, env_params, num_seeds, seed)
+    first, _, _ = runner.train_seeds(stages, num_seeds, seed)
+    again, _, _ = runner.train_seeds(stages, num_seeds, seed)
     jax.tree.map(np.testing.assert_array_equal, first, again)
-    other, _, _ = train.train_seeds(entry, config, env, env_params, num_seeds, seed + 1)
+    other, _, _ = runner.train_seeds(stages, num_seeds, seed + 1)
     assert not np.array_equal(first.metrics["actor_loss"], other.metrics["actor_loss"])
 
     # Each seed alone (plain jit, no vmap) with its key fold_in(key(seed), i).
@@ -119,7 +121,9 @@ def test_run_info_is_written_beside_the_results(tmp_path):
 
 def test_seeds_use_the_most_devices_that_divide_them():
     devices = ["d0", "d1", "d2", "d3"]
-    assert train.seed_devices(8, devices) == devices
-    assert train.seed_devices(6, devices) == devices[:3]
-    assert train.seed_devices(7, devices) == devices[:1]
-    assert train.seed_devices(2, devices) == devices[:2]
+    assert runner.seed_devices(8, devices) == devices
+    assert runner.seed_devices(6, devices) == devices[:3]
+    assert runner.seed_devices(7, devices) == devices[:1]
+    assert runner.seed_devices(2, devices) == devices[:2]
+    with pytest.raises(ValueError, match="num_seeds must be positive"):
+        runner.seed_devices(0, devices)

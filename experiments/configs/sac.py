@@ -14,7 +14,8 @@ import dataclasses
 import ml_collections
 from flax import struct
 
-from agents import sac
+import gradest
+from agents import sac, validation
 from agents.config import static
 from agents.sac import SACConfig
 from experiments.configs import estimators
@@ -36,6 +37,18 @@ class SACRunConfig(SACConfig):
     gumbel_temperature: float = static(1.0)  # initial Gumbel-Softmax temperature τ₀ (seed 001)
     gumbel_anneal_rate: float = static(1e-4)  # τ_t = max(τ_min, τ₀ exp(−rate · updates))
     gumbel_min_temperature: float = static(0.5)  # τ_min
+
+    def field_checks(self) -> dict[str, validation.Check]:
+        """``SACConfig``'s checks and those of the estimator fields."""
+        v = validation
+        return {
+            **super().field_checks(),
+            "actor_estimator": v.one_of(estimators.ESTIMATORS),
+            "actor_baseline": v.one_of(estimators.BASELINES),
+            "score_function_samples": v.positive_int, "zeroth_order_epsilon": v.positive,
+            "zeroth_order_directions": v.positive_int, "gumbel_temperature": v.positive,
+            "gumbel_anneal_rate": v.non_negative, "gumbel_min_temperature": v.positive,
+        }
 
 
 def actor(config: SACRunConfig) -> estimators.Actor:
@@ -127,3 +140,18 @@ def get_config(env_id: str) -> ml_collections.ConfigDict:
     estimator, pathwise, needs continuous actions: pass --config.actor_estimator=exact, say, for
     an untuned discrete environment)."""
     return with_tuned(SACRunConfig, TUNED, env_id)
+
+
+def usable_estimators(config: SACRunConfig, discrete: bool) -> tuple[str, list[str]]:
+    """("actor_estimator", the estimators of the table that fit discrete or continuous actions),
+    for the message that rejects one that does not."""
+    kind = "discrete" if discrete else "continuous"
+    usable = []
+    for name, build in estimators.ESTIMATORS.items():
+        try:
+            gradest.check_compatible(build(estimators.DEFAULT_SETTINGS), kind=kind,
+                                     differentiable_f=True)
+        except gradest.EstimatorError:
+            continue
+        usable.append(name)
+    return "actor_estimator", usable
