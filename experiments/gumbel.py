@@ -185,7 +185,7 @@ def bias_variance(estimator, key, params, exact_grad, num_samples: int) -> dict:
     # tr Var's standard error from d_s = ‖ĝ_s − ḡ‖² (as _common.total_variance_with_stderr),
     # in jnp so that it traces under the τ sweep.
     flat = grads["logits"].reshape(num_samples, -1)
-    d = jnp.sum((flat - jnp.mean(flat, axis=0)) ** 2, axis=1)
+    d = jnp.sum((flat - jnp.mean(flat, axis=0, keepdims=True)) ** 2, axis=1)
     total_variance_se = num_samples / (num_samples - 1) * jnp.std(d, ddof=1) / jnp.sqrt(num_samples)
     return {
         "relative_bias": b_norm / g_norm,
