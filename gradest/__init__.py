@@ -9,7 +9,7 @@ from gradest.arm import arm, disarm
 from gradest._core import (EstimatorError, GradientEstimator, Traits, check_compatible,
                            is_discrete)
 from gradest.diagnostics import GradientStats, gradient_stats
-from gradest.distributions import StudentT, TanhNormal
+from gradest.distributions import Bernoulli, StudentT, TanhNormal
 from gradest.estimate import Estimate, batch_surrogate, estimate_grad, per_sample_grads
 from gradest.gumbel import (exponential_anneal, constant_temperature, gumbel_max_sample,
                             gumbel_softmax, gumbel_softmax_sample, straight_through)
@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 __all__ = [
     "EstimatorError", "GradientEstimator", "Traits", "check_compatible", "is_discrete",
     "baselines", "diagnostics", "testing", "GradientStats", "gradient_stats",
-    "StudentT", "TanhNormal",
+    "Bernoulli", "StudentT", "TanhNormal",
     "Estimate", "batch_surrogate", "estimate_grad", "per_sample_grads",
     "exponential_anneal", "constant_temperature", "gumbel_max_sample", "gumbel_softmax",
     "gumbel_softmax_sample", "straight_through",

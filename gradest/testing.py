@@ -31,7 +31,7 @@ import numpy as np
 from jax.scipy.special import digamma
 
 from gradest._core import check_positive
-from gradest.distributions import StudentT
+from gradest.distributions import Bernoulli, StudentT
 
 _DEFAULT_NODES = 8001
 # φ(20) ≈ 6e-88: the grid's ends contribute nothing even to polynomially growing integrands.
@@ -320,13 +320,13 @@ def bernoulli_vector(dim: int = 3, seed: int = 0) -> Problem:
 
     def value(params):
         p = jax.nn.sigmoid(params["logits"])
-        probs = jnp.prod(jnp.where(corners > 0.5, p, 1.0 - p), axis=1)
+        probs = jnp.prod(jnp.where(corners > 0.5, p[None], 1.0 - p[None]), axis=1)
         return jnp.dot(probs, jax.vmap(lambda b: f(params, b))(corners))
 
     return Problem(
         name="bernoulli_vector",
         params={"logits": _f32(logits)},
-        make_dist=lambda params: distrax.Bernoulli(logits=params["logits"], dtype=jnp.float32),
+        make_dist=lambda params: Bernoulli(logits=params["logits"], dtype=jnp.float32),
         f=f,
         value=value,
         kind="discrete",
@@ -355,7 +355,7 @@ def categorical_vector(num_vars: int = 2, num_classes: int = 3, seed: int = 0) -
 
     def value(params):
         log_q = jax.nn.log_softmax(params["logits"], axis=-1)
-        probs = jnp.exp(jnp.sum(onehots * log_q, axis=(1, 2)))
+        probs = jnp.exp(jnp.sum(onehots * log_q[None], axis=(1, 2)))
         return jnp.dot(probs, jax.vmap(lambda y: f(params, y))(onehots))
 
     return Problem(

@@ -72,7 +72,7 @@ def test_exact_grad_matches_finite_differences(problem):
                                                   problem.params))
         steps = h * np.eye(flat.size)
         value = jax.jit(jax.vmap(lambda v: problem.value(unravel(v))))
-        fd = (np.asarray(value(flat + steps)) - np.asarray(value(flat - steps))) / (2 * h)
+        fd = (np.asarray(value(flat[None] + steps)) - np.asarray(value(flat[None] - steps))) / (2 * h)
     np.testing.assert_allclose(ravel_pytree(grad)[0], fd, rtol=1e-4, atol=1e-5)
 
 
