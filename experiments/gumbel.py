@@ -327,7 +327,8 @@ def marginal_elbo(x_train: jax.Array, x_test: jax.Array) -> float:
     """Exact best held-out ELBO of a decoder that ignores z (KL = 0): the mean log-likelihood of
     the test pixels under independent Bernoullis with the training pixel means."""
     m = jnp.clip(jnp.mean(x_train, axis=0), 1e-3, 1 - 1e-3)
-    return float(jnp.mean(jnp.sum(x_test * jnp.log(m) + (1 - x_test) * jnp.log1p(-m), axis=1)))
+    return float(jnp.mean(jnp.sum(x_test * jnp.log(m)[None] + (1 - x_test) * jnp.log1p(-m)[None],
+                                  axis=1)))
 
 
 def vae_estimators(sizes: Sizes) -> dict:
