@@ -575,11 +575,12 @@ def markdown(results: dict) -> str:
              "exact |∇|": abs(r["exact_grad_init"]), "bias (z)": r["bias_zscore_init"],
              "final σ(θ) (median)": float(np.median(r["final_p"])),
              "seeds solved": r["solved_fraction"]} for n, r in toy["estimators"].items()]
-    toy_cols = ["estimator", "evaluations", "unbiased", "untrained", "variance at θ=0", "× evaluations",
-                "exact |∇|", "bias (z)", "final σ(θ) (median)", "seeds solved"]
-    tables = [f"(a) Toy, t = {toy['target']}: per-sample variance at θ = 0 before ('untrained') "
-              "and after the control variates' warm-up, the exact gradient, and where Adam took "
-              "σ(θ).", _common.markdown_table(rows, toy_cols, 3)]
+    toy_cols = ["estimator", "evaluations", "unbiased", "untrained", "variance at θ=0",
+                "× evaluations", "exact |∇|", "bias (z)", "final σ(θ) (median)", "seeds solved"]
+    caption = (f"(a) Toy, t = {toy['target']}: per-sample variance at θ = 0 before ('untrained') "
+               "and after the control variates' warm-up, the exact gradient, and where Adam took "
+               "σ(θ).")
+    tables = [caption, _common.markdown_table(rows, toy_cols, 3)]
     cols = ["estimator", "calls × evaluations", "unbiased", "final held-out ELBO", "± se",
             "log10 variance", "± se "]
     for latent in ("binary", "categorical"):
@@ -588,9 +589,10 @@ def markdown(results: dict) -> str:
                  "unbiased": "yes" if r["unbiased"] else "no", "final held-out ELBO": r["final_elbo"],
                  "± se": r["final_elbo_se"], "log10 variance": r["log10_variance"],
                  "± se ": r["log10_variance_se"]} for n, r in vae[latent].items()]
-        tables += [f"(b) {latent} VAE ({vae['evaluations_per_step']} evaluations per data point "
-                   f"and step; the ELBO of a model that ignores its code: "
-                   f"{vae['marginal_elbo']:.2f}).", _common.markdown_table(rows, cols)]
+        caption = (f"(b) {latent} VAE ({vae['evaluations_per_step']} evaluations per data point "
+                   f"and gradient estimate, two estimates per step; the ELBO of a model that "
+                   f"ignores its code: {vae['marginal_elbo']:.2f}).")
+        tables += [caption, _common.markdown_table(rows, cols)]
     return "\n\n".join(tables)
 
 

@@ -2,6 +2,8 @@
 both sides of each rule."""
 
 import json
+import subprocess
+import sys
 import math
 
 import jax
@@ -148,3 +150,11 @@ def test_verdict_fails_on_a_reversed_toy_ordering(name, log_var):
     results["toy"]["estimators"][name] = _toy_row(log_var)
     holds, line = de.verdict(results)
     assert not holds and "reversed" in line
+
+
+def test_cli_help_documents_every_flag():
+    proc = subprocess.run([sys.executable, "-m", "experiments.discrete_estimators", "--help"],
+                          capture_output=True, text=True, timeout=120)
+    for name in ["seed", "output_dir", "overwrite", "quick", "full",
+                 *de.Sizes.__dataclass_fields__]:
+        assert f"--{name}" in proc.stdout or f"--[no]{name}" in proc.stdout, name
