@@ -56,6 +56,9 @@ CLAIMS = (
           "gradient points.", "zeroth_order"),
     Claim("004", "A value baseline cuts the variance of REINFORCE's gradient and speeds up "
           "learning.", "reinforce_baselines"),
+    Claim("i14", "The variance orderings of the DisARM and RELAX papers (DisARM ≤ ARM; RELAX ≤ "
+          "REBAR ≤ REINFORCE with a baseline) hold on the RELAX toy problem and a discrete VAE.",
+          "discrete_estimators"),
 )
 
 

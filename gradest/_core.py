@@ -27,7 +27,7 @@ Calling convention of every surrogate::
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import distrax
 import jax
@@ -58,6 +58,9 @@ class Traits(NamedTuple):
       supports: ``"continuous"``, ``"discrete"`` or ``"any"``: which distributions it accepts.
       samples_per_call: how many draws of qθ one surrogate call uses (a leave-one-out baseline over
         K draws makes one estimator sample out of K draws).
+      evaluations_per_call: how many times one surrogate call evaluates f (at exact or relaxed
+        samples, or at perturbed points); ``None`` means one per draw, ``samples_per_call``. Read
+        it as ``function_evaluations``: estimators are compared at an equal number of them.
     """
 
     name: str
@@ -65,6 +68,14 @@ class Traits(NamedTuple):
     needs_differentiable_f: bool
     supports: str
     samples_per_call: int = 1
+    evaluations_per_call: Optional[int] = None
+
+    @property
+    def function_evaluations(self) -> int:
+        """Evaluations of f per surrogate call (the cost that estimators are compared at)."""
+        if self.evaluations_per_call is None:
+            return self.samples_per_call
+        return self.evaluations_per_call
 
 
 class GradientEstimator(NamedTuple):

@@ -184,3 +184,22 @@ class TanhNormal(distrax.Distribution):
         """tanh(loc): the image of the Gaussian's mode (the deterministic SAC action); not the
         mode of π itself, which the log-det term shifts."""
         return jnp.tanh(self._loc)
+
+
+class Bernoulli(distrax.Bernoulli):
+    """``distrax.Bernoulli`` whose sampler broadcasts explicitly.
+
+    distrax compares the ``[n, *batch]`` uniforms with the ``[*batch]`` probabilities by implicit
+    rank promotion, which ``jax_numpy_rank_promotion="raise"`` rejects for any batch of
+    variables; this draws the same uniforms and compares them with ``probs[None]``, so samples
+    are identical to distrax's for the same key (``tests/test_distributions.py``).
+    """
+
+    def __init__(self, logits: Array | None = None, probs: Array | None = None, dtype=int):
+        super().__init__(logits=logits, probs=probs, dtype=dtype)
+        self._sample_dtype = dtype
+
+    def _sample_n(self, key: PRNGKey, n: int) -> Array:
+        probs = self.probs
+        uniform = jax.random.uniform(key, (n,) + probs.shape, probs.dtype)
+        return (uniform < probs[None]).astype(self._sample_dtype)

@@ -20,6 +20,7 @@ Gauss–Hermite nodes err by 1e-6 relative at k = 5, σ = 1, and 250 nodes by 15
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any, Callable, NamedTuple, Optional, Union
 
@@ -30,7 +31,7 @@ import numpy as np
 from jax.scipy.special import digamma
 
 from gradest._core import check_positive
-from gradest.distributions import StudentT
+from gradest.distributions import Bernoulli, StudentT
 
 _DEFAULT_NODES = 8001
 # φ(20) ≈ 6e-88: the grid's ends contribute nothing even to polynomially growing integrands.
@@ -300,6 +301,77 @@ def bernoulli(logit: float = 0.3, f0: Optional[float] = None, f1: Optional[float
     )
 
 
+def bernoulli_vector(dim: int = 3, seed: int = 0) -> Problem:
+    """b ~ Π_i Bernoulli(sigmoid(θ["logits"]_i)), b ∈ {0., 1.}^dim, with an f that couples the
+    coordinates: f(b) = (c·b − t)² + a b_0 b_1 (c, t, a and the logits drawn once from ``numpy``
+    with ``seed``). Exact by enumeration over the 2^dim vectors:
+    E = Σ_b Π_i p_i^{b_i} (1 − p_i)^{1 − b_i} f(b).
+    """
+    if dim < 2:
+        raise ValueError(f"bernoulli_vector: dim must be at least 2, got {dim}")
+    rng = np.random.default_rng(seed)
+    logits, c = rng.normal(size=dim), rng.uniform(0.5, 2.0, size=dim)
+    t, a = float(rng.uniform(0.5, 1.5)), float(rng.normal())
+    corners = np.array(list(itertools.product((0.0, 1.0), repeat=dim)), np.float32)
+
+    def f(params, b):
+        del params
+        return (jnp.dot(b, c) - t)**2 + a * b[0] * b[1]
+
+    def value(params):
+        p = jax.nn.sigmoid(params["logits"])
+        probs = jnp.prod(jnp.where(corners > 0.5, p[None], 1.0 - p[None]), axis=1)
+        return jnp.dot(probs, jax.vmap(lambda b: f(params, b))(corners))
+
+    return Problem(
+        name="bernoulli_vector",
+        params={"logits": _f32(logits)},
+        make_dist=lambda params: Bernoulli(logits=params["logits"], dtype=jnp.float32),
+        f=f,
+        value=value,
+        kind="discrete",
+        reparameterizable=False,
+        meta={"family": "bernoulli_vector", "f": "(c.b - t)^2 + a b0 b1", "dim": dim},
+    )
+
+
+def categorical_vector(num_vars: int = 2, num_classes: int = 3, seed: int = 0) -> Problem:
+    """L = ``num_vars`` independent categoricals, y ~ Π_l OneHotCategorical(softmax(θ["logits"]_l)),
+    y one-hot of shape [L, K], with f(y) = (Σ_l y_l·v_l − t)² coupling the variables (v, t and the
+    logits drawn once from ``numpy`` with ``seed``). Exact by enumeration over the K^L outcomes.
+    """
+    if num_vars < 1 or num_classes < 2:
+        raise ValueError(f"categorical_vector: need num_vars ≥ 1 and num_classes ≥ 2, got "
+                         f"{num_vars}, {num_classes}")
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(num_vars, num_classes))
+    v, t = rng.normal(size=(num_vars, num_classes)), float(rng.normal())
+    outcomes = np.array(list(itertools.product(range(num_classes), repeat=num_vars)))
+    onehots = np.eye(num_classes, dtype=np.float32)[outcomes]          # [K^L, L, K]
+
+    def f(params, y):
+        del params
+        return (jnp.sum(y * v) - t)**2
+
+    def value(params):
+        log_q = jax.nn.log_softmax(params["logits"], axis=-1)
+        probs = jnp.exp(jnp.sum(onehots * log_q[None], axis=(1, 2)))
+        return jnp.dot(probs, jax.vmap(lambda y: f(params, y))(onehots))
+
+    return Problem(
+        name="categorical_vector",
+        params={"logits": _f32(logits)},
+        make_dist=lambda params: distrax.OneHotCategorical(logits=params["logits"],
+                                                           dtype=jnp.float32),
+        f=f,
+        value=value,
+        kind="discrete",
+        reparameterizable=False,
+        meta={"family": "categorical_vector", "f": "(sum y.v - t)^2", "num_vars": num_vars,
+              "num_classes": num_classes},
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Implicitly reparameterized families (Gamma, Beta, Student-t; seed 000).
 
@@ -381,7 +453,7 @@ def student_t(df: float = 5.0, loc: float = 0.5, scale: float = 1.2) -> Problem:
 def all_problems() -> list[Problem]:
     """One representative problem of every family, with default settings."""
     return [gaussian("cos"), gaussian_direct(), gaussian_diag(), mvn_quadratic(), categorical(),
-            bernoulli(), gamma(), beta(), student_t()]
+            bernoulli(), bernoulli_vector(), categorical_vector(), gamma(), beta(), student_t()]
 
 
 # --------------------------------------------------------------------------------------------

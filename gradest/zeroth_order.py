@@ -73,7 +73,10 @@ def zeroth_order(epsilon: float = 0.1, num_directions: int = 1, antithetic: bool
         raise EstimatorError("the optimal baseline is estimated leave-one-out: num_directions ≥ 2")
     m = num_directions
     name = f"zeroth_order[{'antithetic' if antithetic else baseline}]"
-    traits = Traits(name=name, unbiased=False, needs_differentiable_f=False, supports="continuous")
+    # f at x, then at x + εu for each direction (and at x − εu when antithetic).
+    evaluations = 1 + (2 * m if antithetic else m)
+    traits = Traits(name=name, unbiased=False, needs_differentiable_f=False, supports="continuous",
+                    evaluations_per_call=evaluations)
 
     def surrogate(key, params, make_dist, f, state):
         del state

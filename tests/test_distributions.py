@@ -19,7 +19,7 @@ import scipy.stats
 
 from gradest import testing
 from gradest._core import EstimatorError
-from gradest.distributions import StudentT, TanhNormal
+from gradest.distributions import Bernoulli, StudentT, TanhNormal
 
 NUM = 50_000
 
@@ -249,3 +249,20 @@ def test_traced_inputs_are_not_checked():
     """Inside jit a value cannot be inspected: a bad scale gives NaN, not an error."""
     log_prob = jax.jit(lambda s: StudentT(3.0, 0.0, s).log_prob(0.0))(-1.0)
     assert np.isnan(log_prob)
+
+
+def test_bernoulli_samples_equal_distraxs_and_respect_rank_promotion():
+    """gradest.Bernoulli draws exactly distrax's samples for the same key, and does so under
+    jax_numpy_rank_promotion="raise" for a batch of variables (where distrax's sampler raises)."""
+    logits = jnp.array([[0.3, -1.0, 2.0], [0.0, 1.5, -0.5]])
+    key = jax.random.key(0)
+    ours = Bernoulli(logits=logits, dtype=jnp.float32)
+    with jax.numpy_rank_promotion("allow"):
+        expected = distrax.Bernoulli(logits=logits, dtype=jnp.float32).sample(
+            seed=key, sample_shape=5)
+    with jax.numpy_rank_promotion("raise"):
+        got = ours.sample(seed=key, sample_shape=5)
+        one = ours.sample(seed=key)
+    np.testing.assert_array_equal(got, expected)
+    assert got.dtype == jnp.float32 and one.shape == (2, 3)
+    assert isinstance(ours, distrax.Bernoulli)

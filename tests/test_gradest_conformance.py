@@ -16,6 +16,7 @@ import pytest
 
 import gradest
 from gradest import baselines
+from gradest.unordered_set import set_weights
 
 KEY = jax.random.key(0)
 
@@ -40,6 +41,39 @@ def cat_dist(p):
 def cat_f(p, y):
     del p
     return jnp.dot(y, CAT_VALUES) ** 2
+
+
+BERN_PARAMS = {"logits": jnp.array([0.3, -0.5, 1.0])}
+BERN_WEIGHTS = jnp.array([1.0, -2.0, 0.5])
+
+
+def bern_dist(p):
+    return distrax.Bernoulli(logits=p["logits"], dtype=jnp.float32)
+
+
+def bern_f(p, b):
+    # Depends on θ directly too, to exercise the ∇θ f term.
+    return (jnp.dot(b, BERN_WEIGHTS) - 0.5) ** 2 + 0.1 * jnp.dot(p["logits"], b)
+
+
+def _antithetic_pair(dist, key):
+    u = jax.random.uniform(key, dist.logits.shape)
+    p = jax.nn.sigmoid(dist.logits)
+    return jnp.stack([u < p, 1.0 - u < p]).astype(jnp.float32)
+
+
+def _hard_sample(dist, key):
+    """The exact sample REBAR, RELAX and Gumbel-Rao draw from the first half of the key."""
+    g = jax.random.gumbel(jax.random.split(key)[0], dist.logits.shape)
+    return jax.nn.one_hot(jnp.argmax(jax.nn.log_softmax(dist.logits) + g), 4)[None]
+
+
+def _set_sample(dist, key):
+    """The k = 3 categories the unordered set estimator draws, and their weights p(s) R(S, s)."""
+    log_p = jax.nn.log_softmax(dist.logits)
+    _, idx = jax.lax.top_k(log_p + jax.random.gumbel(key, log_p.shape), 3)
+    weights, _ = set_weights(jnp.exp(log_p[idx]))
+    return jax.nn.one_hot(idx, 4), weights
 
 
 def _sf_sample(dist, key, k):
@@ -69,8 +103,15 @@ CASES = [
      lambda d, key: d.sample(seed=jax.random.split(key)[0])[None]),
     ("zeroth_order_optimal", gradest.zeroth_order(0.1, 3, baseline="optimal"), "gauss",
      lambda d, key: d.sample(seed=jax.random.split(key)[0])[None]),
+    ("arm", gradest.arm(), "bern", _antithetic_pair),
+    ("disarm", gradest.disarm(), "bern", _antithetic_pair),
+    ("rebar", gradest.rebar(), "cat", _hard_sample),
+    ("relax", gradest.relax(gradest.relax_control_variate(KEY, 4, 8)), "cat", _hard_sample),
+    ("gumbel_rao", gradest.gumbel_rao(0.5, 4), "cat", _hard_sample),
+    ("unordered_set", gradest.unordered_set(3), "cat", _set_sample),
 ]
-PROBLEMS = {"gauss": (GAUSS_PARAMS, gauss_dist, gauss_f), "cat": (CAT_PARAMS, cat_dist, cat_f)}
+PROBLEMS = {"gauss": (GAUSS_PARAMS, gauss_dist, gauss_f), "cat": (CAT_PARAMS, cat_dist, cat_f),
+            "bern": (BERN_PARAMS, bern_dist, bern_f)}
 IDS = [c[0] for c in CASES]
 
 
@@ -109,7 +150,9 @@ def test_value_is_f_at_the_drawn_sample(case):
         expected = f(params, y)
     else:
         z = sampler(make_dist(params), KEY)
-        expected = jnp.mean(jax.vmap(lambda zi: f(params, zi))(z))
+        # A sampler gives the draws, or the draws and their weights (a weighted estimate).
+        z, weights = z if isinstance(z, tuple) else (z, jnp.full(z.shape[0], 1.0 / z.shape[0]))
+        expected = jnp.dot(weights, jax.vmap(lambda zi: f(params, zi))(z))
     chex.assert_trees_all_close(value, expected, rtol=1e-5, atol=1e-6)
 
 
@@ -180,9 +223,10 @@ def test_continuous_estimators_on_discrete_distribution_raise(case):
         est.surrogate(KEY, CAT_PARAMS, cat_dist, cat_f, est.init())
 
 
-@pytest.mark.parametrize("est", [gradest.gumbel_softmax(1.0), gradest.straight_through(1.0)],
-                         ids=["gumbel_softmax", "straight_through"])
-def test_gumbel_on_continuous_distribution_raises(est):
+@pytest.mark.parametrize("case", [c for c in CASES if c[1].traits.supports == "discrete"],
+                         ids=lambda c: c[0])
+def test_discrete_estimators_on_continuous_distribution_raise(case):
+    est = case[1]
     with pytest.raises(gradest.EstimatorError, match="categorical"):
         est.surrogate(KEY, GAUSS_PARAMS, gauss_dist, gauss_f, est.init())
 

@@ -28,6 +28,8 @@ GROUPS = {
                     testing.categorical(f=lambda params, y: jnp.dot(y, params["logits"])**2)],
     "bernoulli": [testing.bernoulli(),
                   testing.bernoulli(f=lambda params, y: jnp.sin(params["logit"] + 2.0 * y))],
+    "bernoulli_vector": [testing.bernoulli_vector()],
+    "categorical_vector": [testing.categorical_vector()],
     "gamma": [testing.gamma(f_name=name) for name in ("square", "identity", "log")],
     "beta": [testing.beta(f_name=name) for name in ("square", "identity")],
     "student_t": [testing.student_t()],
@@ -70,7 +72,7 @@ def test_exact_grad_matches_finite_differences(problem):
                                                   problem.params))
         steps = h * np.eye(flat.size)
         value = jax.jit(jax.vmap(lambda v: problem.value(unravel(v))))
-        fd = (np.asarray(value(flat + steps)) - np.asarray(value(flat - steps))) / (2 * h)
+        fd = (np.asarray(value(flat[None] + steps)) - np.asarray(value(flat[None] - steps))) / (2 * h)
     np.testing.assert_allclose(ravel_pytree(grad)[0], fd, rtol=1e-4, atol=1e-5)
 
 
@@ -178,6 +180,8 @@ def test_quadrature_rejects_other_problems():
     lambda: testing.categorical(values=[1.0, 2.0], f=lambda p, y: y[0]),
     lambda: testing.categorical(values=[1.0, 2.0]),
     lambda: testing.bernoulli(f0=1.0, f=lambda p, y: y),
+    lambda: testing.bernoulli_vector(dim=1),
+    lambda: testing.categorical_vector(num_classes=1),
 ])
 def test_bad_arguments_raise(build):
     with pytest.raises(ValueError):
