@@ -12,6 +12,7 @@ from gradest.distributions import StudentT, TanhNormal
 from gradest.estimate import Estimate, batch_surrogate, estimate_grad, per_sample_grads
 from gradest.gumbel import (exponential_anneal, constant_temperature, gumbel_max_sample,
                             gumbel_softmax, gumbel_softmax_sample, straight_through)
+from gradest.measure_valued import measure_valued
 from gradest.pathwise import pathwise
 from gradest.score_function import LikelihoodRatioStats, likelihood_ratio_loss, score_function
 from gradest.zeroth_order import zeroth_order
@@ -25,6 +26,6 @@ __all__ = [
     "Estimate", "batch_surrogate", "estimate_grad", "per_sample_grads",
     "exponential_anneal", "constant_temperature", "gumbel_max_sample", "gumbel_softmax",
     "gumbel_softmax_sample", "straight_through",
-    "pathwise", "LikelihoodRatioStats", "likelihood_ratio_loss", "score_function",
+    "measure_valued", "pathwise", "LikelihoodRatioStats", "likelihood_ratio_loss", "score_function",
     "zeroth_order",
 ]

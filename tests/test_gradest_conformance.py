@@ -39,6 +39,18 @@ def cat_f(p, y):
     return jnp.dot(y, CAT_VALUES) ** 2
 
 
+CATS_PARAMS = {"logits": jnp.array([[0.2, -0.4, 1.0, 0.0], [0.5, 0.0, -1.0, 0.3]])}
+
+
+def cats_dist(p):
+    return distrax.OneHotCategorical(logits=p["logits"], dtype=jnp.float32)
+
+
+def cats_f(p, y):
+    # Two independent one-hot rows; depends on θ directly too.
+    return jnp.prod(y @ CAT_VALUES) + 0.1 * jnp.sum(p["logits"] * y)
+
+
 def _sf_sample(dist, key, k):
     return jax.vmap(lambda kk: dist.sample(seed=kk))(jax.random.split(key, k))
 
@@ -66,8 +78,17 @@ CASES = [
      lambda d, key: d.sample(seed=jax.random.split(key)[0])[None]),
     ("zeroth_order_optimal", gradest.zeroth_order(0.1, 3, baseline="optimal"), "gauss",
      lambda d, key: d.sample(seed=jax.random.split(key)[0])[None]),
+    # Its base draw is the first of five keys; on one categorical variable it is exact (the same
+    # for every key), so the discrete case has two independent categorical variables.
+    ("measure_valued", gradest.measure_valued(), "gauss",
+     lambda d, key: d.sample(seed=jax.random.split(key, 5)[0])[None]),
+    ("measure_valued_uncoupled", gradest.measure_valued(coupled=False), "gauss",
+     lambda d, key: d.sample(seed=jax.random.split(key, 5)[0])[None]),
+    ("measure_valued_categorical", gradest.measure_valued(), "cats",
+     lambda d, key: d.sample(seed=key)[None]),
 ]
-PROBLEMS = {"gauss": (GAUSS_PARAMS, gauss_dist, gauss_f), "cat": (CAT_PARAMS, cat_dist, cat_f)}
+PROBLEMS = {"gauss": (GAUSS_PARAMS, gauss_dist, gauss_f), "cat": (CAT_PARAMS, cat_dist, cat_f),
+            "cats": (CATS_PARAMS, cats_dist, cats_f)}
 IDS = [c[0] for c in CASES]
 
 
