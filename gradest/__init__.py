@@ -7,6 +7,7 @@ objective and whose gradient is that sample's gradient estimate (see ``gradest._
 from gradest import baselines, diagnostics, testing
 from gradest._core import (EstimatorError, GradientEstimator, Traits, check_compatible,
                            is_discrete)
+from gradest.control_variates import control_variate, delta_method
 from gradest.diagnostics import GradientStats, gradient_stats
 from gradest.distributions import StudentT, TanhNormal
 from gradest.estimate import Estimate, batch_surrogate, estimate_grad, per_sample_grads
@@ -21,7 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "EstimatorError", "GradientEstimator", "Traits", "check_compatible", "is_discrete",
-    "baselines", "diagnostics", "testing", "GradientStats", "gradient_stats",
+    "baselines", "diagnostics", "testing", "control_variate", "delta_method", "GradientStats", "gradient_stats",
     "StudentT", "TanhNormal",
     "Estimate", "batch_surrogate", "estimate_grad", "per_sample_grads",
     "exponential_anneal", "constant_temperature", "gumbel_max_sample", "gumbel_softmax",

@@ -86,6 +86,19 @@ CASES = [
      lambda d, key: d.sample(seed=jax.random.split(key, 5)[0])[None]),
     ("measure_valued_categorical", gradest.measure_valued(), "cats",
      lambda d, key: d.sample(seed=key)[None]),
+    # K = 8 draws, each the inner estimator's own draw from one of the split keys (with fewer, the
+    # leave-one-out coefficient is a ratio over so few draws that float rounding moves it).
+    ("control_variate", gradest.control_variate(gradest.score_function(), lambda p, x: jnp.sum(x),
+                                                lambda p: jnp.sum(p["mu"]), 8), "gauss",
+     lambda d, key: jnp.concatenate([_sf_sample(d, kk, 1) for kk in jax.random.split(key, 8)])),
+    ("control_variate_categorical", gradest.control_variate(
+        gradest.score_function(), lambda p, y: jnp.dot(y, CAT_VALUES),
+        lambda p: jnp.dot(jax.nn.softmax(p["logits"]), CAT_VALUES), 8), "cat",
+     lambda d, key: jnp.concatenate([_sf_sample(d, kk, 1) for kk in jax.random.split(key, 8)])),
+    ("delta_method", gradest.delta_method(gradest.pathwise(), 8), "gauss",
+     lambda d, key: jax.vmap(lambda kk: d.sample(seed=kk))(jax.random.split(key, 8))),
+    ("delta_method_fixed", gradest.delta_method(gradest.score_function(), 1, coefficient=1.0),
+     "gauss", lambda d, key: _sf_sample(d, jax.random.split(key, 1)[0], 1)),
 ]
 PROBLEMS = {"gauss": (GAUSS_PARAMS, gauss_dist, gauss_f), "cat": (CAT_PARAMS, cat_dist, cat_f),
             "cats": (CATS_PARAMS, cats_dist, cats_f)}
