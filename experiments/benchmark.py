@@ -89,6 +89,30 @@ def estimator_cases():
         ("straight_through", gradest.straight_through(0.5), _CAT),
         ("zeroth_order[M=4]", gradest.zeroth_order(0.05, 4), _GAUSS),
         ("zeroth_order[antithetic M=2]", gradest.zeroth_order(0.05, 2, antithetic=True), _GAUSS),
+        *_measure_valued_and_control_variate_cases(),
+    ]
+
+
+def _gauss_mean_objective(p, x):
+    del p
+    return jnp.sum(x)
+
+
+def _gauss_mean(p):
+    return jnp.sum(p["mu"])
+
+
+def _measure_valued_and_control_variate_cases():
+    """Measure-valued derivatives (4·8 + 1 evaluations of f per sample on the 8-dim Gaussian, 8 on
+    the 8-class categorical) and control variates (K = 16 draws, the default, per sample)."""
+    return [
+        ("measure_valued[coupled]", gradest.measure_valued(), _GAUSS),
+        ("measure_valued", gradest.measure_valued(coupled=False), _GAUSS),
+        ("measure_valued[categorical]", gradest.measure_valued(), _CAT),
+        ("control_variate[score_function K=16]",
+         gradest.control_variate(gradest.score_function(), _gauss_mean_objective, _gauss_mean), _GAUSS),
+        ("delta_method[score_function K=16]", gradest.delta_method(gradest.score_function()), _GAUSS),
+        ("delta_method[pathwise K=16]", gradest.delta_method(gradest.pathwise()), _GAUSS),
     ]
 
 

@@ -7,7 +7,10 @@ For x ~ N(μ = 1, σ = 1) and f ∈ {(x − k)², exp(−kx²), cos(kx)} (Mohame
 prints, per k and estimator, the exact gradient (closed form) beside the Monte Carlo mean, and the
 exact per-sample variance (quadrature, ``gradest.testing``) beside the measured one, for θ = (μ, σ):
 score function, score function with the mean baseline b = E[f], with the optimal per-coordinate
-baseline b*_j = E[f s_j²]/E[s_j²] (seed 003), and pathwise. It also shows
+baseline b*_j = E[f s_j²]/E[s_j²] (seed 003), and pathwise; the measure-valued derivative,
+uncoupled and coupled (2 evaluations of f per parameter and one for the value: 5 per sample), and
+the score function and pathwise with the delta-method control variate at β = 1 (Mohamed et al.,
+2020, §6 and §7; exact variances by quadrature too). It also shows
 
 * the 1/S law: the variance of an S-sample average is the per-sample variance over S;
 * full-covariance against diagonal Gaussians (x = μ + Lε against x = μ + σ ⊙ ε, seed 000);
@@ -36,7 +39,12 @@ import gradest
 from gradest import baselines, testing
 from experiments import _common
 
-ESTIMATORS = ("score_function", "score_function+mean", "score_function+optimal", "pathwise")
+ESTIMATORS = ("score_function", "score_function+mean", "score_function+optimal", "pathwise",
+              "measure_valued", "measure_valued[coupled]", "score_function+delta",
+              "pathwise+delta")
+# The delta-method control variate with a fixed coefficient β = 1, whose exact variance is
+# computable (a leave-one-out β's variance depends on the group size); one draw per sample.
+_DELTA = {"score_function+delta": gradest.score_function, "pathwise+delta": gradest.pathwise}
 PROBLEMS = ("shifted_square", "exp", "cos")
 COORDS = ("mu", "sigma")
 PARTS = ("k", "samples", "full_covariance", "implicit")
@@ -65,12 +73,20 @@ def _estimator(name: str, problem: testing.Problem) -> gradest.GradientEstimator
             baselines.constant(testing.exact_optimal_baseline(problem, per_coordinate=True)))
     if name == "pathwise":
         return gradest.pathwise()
+    if name.startswith("measure_valued"):
+        return gradest.measure_valued(coupled=name.endswith("[coupled]"))
+    if name in _DELTA:
+        return gradest.delta_method(_DELTA[name](), num_samples=1, coefficient=1.0)
     raise ValueError(f"unknown estimator {name!r}; known: {ESTIMATORS}")
 
 
 def _exact_variance(name: str, problem: testing.Problem) -> dict:
     if name == "pathwise":
         return testing.exact_variance(problem, "pathwise")
+    if name.startswith("measure_valued"):
+        return testing.exact_measure_valued_variance(problem, coupled=name.endswith("[coupled]"))
+    if name in _DELTA:
+        return testing.exact_delta_method_variance(problem, name.split("+")[0], 1.0)
     baseline = {"score_function": 0.0,
                 "score_function+mean": testing.exact_mean_value(problem),
                 "score_function+optimal": testing.exact_optimal_baseline(problem, per_coordinate=True),

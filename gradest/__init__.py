@@ -8,6 +8,7 @@ from gradest import baselines, diagnostics, testing
 from gradest.arm import arm, disarm
 from gradest._core import (EstimatorError, GradientEstimator, Traits, check_compatible,
                            is_discrete)
+from gradest.control_variates import control_variate, delta_method
 from gradest.diagnostics import GradientStats, gradient_stats
 from gradest.enumeration import exact_enumeration
 from gradest.distributions import Bernoulli, StudentT, TanhNormal
@@ -15,6 +16,7 @@ from gradest.estimate import Estimate, batch_surrogate, estimate_grad, per_sampl
 from gradest.gumbel import (exponential_anneal, constant_temperature, gumbel_max_sample,
                             gumbel_softmax, gumbel_softmax_sample, straight_through)
 from gradest.gumbel_rao import gumbel_rao
+from gradest.measure_valued import measure_valued
 from gradest.pathwise import pathwise
 from gradest.rebar import (ControlVariate, RelaxState, rebar, rebar_control_variate, relax,
                            relax_control_variate)
@@ -27,6 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     "EstimatorError", "GradientEstimator", "Traits", "check_compatible", "is_discrete",
     "baselines", "diagnostics", "testing", "GradientStats", "gradient_stats",
+    "control_variate", "delta_method", "measure_valued",
     "exact_enumeration", "Bernoulli", "StudentT", "TanhNormal",
     "Estimate", "batch_surrogate", "estimate_grad", "per_sample_grads",
     "exponential_anneal", "constant_temperature", "gumbel_max_sample", "gumbel_softmax",

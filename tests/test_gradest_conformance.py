@@ -76,6 +76,18 @@ def _set_sample(dist, key):
     return jax.nn.one_hot(idx, 4), weights
 
 
+CATS_PARAMS = {"logits": jnp.array([[0.2, -0.4, 1.0, 0.0], [0.5, 0.0, -1.0, 0.3]])}
+
+
+def cats_dist(p):
+    return distrax.OneHotCategorical(logits=p["logits"], dtype=jnp.float32)
+
+
+def cats_f(p, y):
+    # Two independent one-hot rows; depends on θ directly too.
+    return jnp.prod(y @ CAT_VALUES) + 0.1 * jnp.sum(p["logits"] * y)
+
+
 def _sf_sample(dist, key, k):
     return jax.vmap(lambda kk: dist.sample(seed=kk))(jax.random.split(key, k))
 
@@ -109,9 +121,30 @@ CASES = [
     ("relax", gradest.relax(gradest.relax_control_variate(KEY, 4, 8)), "cat", _hard_sample),
     ("gumbel_rao", gradest.gumbel_rao(0.5, 4), "cat", _hard_sample),
     ("unordered_set", gradest.unordered_set(3), "cat", _set_sample),
+    # Its base draw is the first of five keys; on one categorical variable it is exact (the same
+    # for every key), so the discrete case has two independent categorical variables.
+    ("measure_valued", gradest.measure_valued(), "gauss",
+     lambda d, key: d.sample(seed=jax.random.split(key, 5)[0])[None]),
+    ("measure_valued_uncoupled", gradest.measure_valued(coupled=False), "gauss",
+     lambda d, key: d.sample(seed=jax.random.split(key, 5)[0])[None]),
+    ("measure_valued_categorical", gradest.measure_valued(), "cats",
+     lambda d, key: d.sample(seed=key)[None]),
+    # K = 8 draws, each the inner estimator's own draw from one of the split keys (with fewer, the
+    # leave-one-out coefficient is a ratio over so few draws that float rounding moves it).
+    ("control_variate", gradest.control_variate(gradest.score_function(), lambda p, x: jnp.sum(x),
+                                                lambda p: jnp.sum(p["mu"]), 8), "gauss",
+     lambda d, key: jnp.concatenate([_sf_sample(d, kk, 1) for kk in jax.random.split(key, 8)])),
+    ("control_variate_categorical", gradest.control_variate(
+        gradest.score_function(), lambda p, y: jnp.dot(y, CAT_VALUES),
+        lambda p: jnp.dot(jax.nn.softmax(p["logits"]), CAT_VALUES), 8), "cat",
+     lambda d, key: jnp.concatenate([_sf_sample(d, kk, 1) for kk in jax.random.split(key, 8)])),
+    ("delta_method", gradest.delta_method(gradest.pathwise(), 8), "gauss",
+     lambda d, key: jax.vmap(lambda kk: d.sample(seed=kk))(jax.random.split(key, 8))),
+    ("delta_method_fixed", gradest.delta_method(gradest.score_function(), 1, coefficient=1.0),
+     "gauss", lambda d, key: _sf_sample(d, jax.random.split(key, 1)[0], 1)),
 ]
 PROBLEMS = {"gauss": (GAUSS_PARAMS, gauss_dist, gauss_f), "cat": (CAT_PARAMS, cat_dist, cat_f),
-            "bern": (BERN_PARAMS, bern_dist, bern_f)}
+            "bern": (BERN_PARAMS, bern_dist, bern_f), "cats": (CATS_PARAMS, cats_dist, cats_f)}
 IDS = [c[0] for c in CASES]
 
 
