@@ -60,16 +60,20 @@ def _enumerated_value(params, make_dist, f, support):
 
 def _bernoullis():
     w = jnp.array([1.0, -2.0, 0.5])
-    make_dist = lambda p: distrax.Bernoulli(logits=p["logits"], dtype=jnp.float32)
-    f = lambda p, b: (jnp.dot(b, w) - 0.3)**2 + 0.5 * p["logits"][0] * b[1]
+    def make_dist(p):
+        return distrax.Bernoulli(logits=p["logits"], dtype=jnp.float32)
+    def f(p, b):
+        return (jnp.dot(b, w) - 0.3)**2 + 0.5 * p["logits"][0] * b[1]
     support = [jnp.array(b, jnp.float32) for b in itertools.product([0.0, 1.0], repeat=3)]
     return {"logits": jnp.array([0.3, -0.8, 1.2])}, make_dist, f, support
 
 
 def _categoricals():
     values = jnp.array([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]])
-    make_dist = lambda p: distrax.Categorical(logits=p["logits"])
-    f = lambda p, y: jnp.cos(values[0, y[0]] * values[1, y[1]]) + jnp.sum(values[1, y])
+    def make_dist(p):
+        return distrax.Categorical(logits=p["logits"])
+    def f(p, y):
+        return jnp.cos(values[0, y[0]] * values[1, y[1]]) + jnp.sum(values[1, y])
     support = [jnp.array(y) for y in itertools.product(range(3), repeat=2)]
     return {"logits": jnp.array([[0.2, -0.4, 1.0], [0.5, 0.0, -1.0]])}, make_dist, f, support
 
