@@ -212,7 +212,15 @@ def act(setup: Setup, config: CommonConfig, actor_params: Params,
     """a ~ πθ(·|s) for a batch of raw observations, with log πθ(a|s) (the rollout's extras).
     Bind everything but (key, obs) with ``functools.partial`` to get a ``rollout.Policy``."""
     dist = setup.actor.apply(actor_params, observe(config, stats, obs))
-    return dist.sample_and_log_prob(seed=key)
+    return sample_with_log_prob(dist, key)
+
+
+def sample_with_log_prob(dist, key: PRNGKey) -> tuple[Array, Array]:
+    """a ~ dist and log dist(a). Not distrax's ``sample_and_log_prob``: its Gaussians add the
+    sample axis to loc by implicit rank promotion, which ``jax_numpy_rank_promotion="raise"``
+    refuses; the log-prob of the drawn action is the same number."""
+    action = dist.sample(seed=key)
+    return action, dist.log_prob(action)
 
 
 class Learner(NamedTuple):
@@ -392,7 +400,7 @@ def init_state(key: PRNGKey, setup: Setup, config: CommonConfig, opt: optax.Grad
     # Zeros shaped like the actor's samples: nothing to draw or compute for a placeholder.
     action, log_prob = jax.tree.map(
         lambda s: jnp.zeros(s.shape, s.dtype),
-        jax.eval_shape(lambda p, o, k: setup.actor.apply(p, o).sample_and_log_prob(seed=k),
+        jax.eval_shape(lambda p, o, k: sample_with_log_prob(setup.actor.apply(p, o), k),
                        params["actor"], obs, key))
     zeros = jnp.zeros((batch_size,))
     batch = PolicyBatch(obs, action, log_prob, zeros)

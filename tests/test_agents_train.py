@@ -117,7 +117,7 @@ def test_networks():
                   networks.GaussianActor(2, (16,), log_std_init=-0.5),
                   networks.TanhGaussianActor(2, (16,))):
         params = actor.init(key, obs)
-        action, log_prob = actor.apply(params, obs).sample_and_log_prob(seed=key)
+        action, log_prob = _common.sample_with_log_prob(actor.apply(params, obs), key)
         chex.assert_shape(action, (5, 2))
         chex.assert_shape(log_prob, (5,))
         chex.assert_tree_all_finite(log_prob)
