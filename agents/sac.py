@@ -271,7 +271,7 @@ def twin_q(nets: Networks, critic_params: Any, obs: Array, action: Array) -> Arr
     A discrete action is a (possibly relaxed) one-hot vector y and Q(s, y) = ⟨Q(s, ·), y⟩."""
     if nets.spec.discrete:
         q_all = per_critic(critic_params, lambda p: nets.critic.apply(p, obs))
-        return jnp.sum(q_all * action, axis=-1)
+        return jnp.sum(q_all * action[None], axis=-1)
     return per_critic(critic_params, lambda p: nets.critic.apply(p, obs, action))
 
 
