@@ -124,14 +124,15 @@ def test_tanh_log_prob_correction_inside_the_agent():
                                     distrax.Block(distrax.Tanh(), 1))
     actions, log_probs = dist.sample_and_log_prob(seed=jax.random.key(1), sample_shape=(64,))
     u = jnp.arctanh(actions)
-    by_hand = (jnp.sum(jax.scipy.stats.norm.logpdf(u, dist.loc, dist.scale), -1)
+    by_hand = (jnp.sum(jax.scipy.stats.norm.logpdf(u, dist.loc[None], dist.scale[None]), -1)
                - jnp.sum(jnp.log(1.0 - actions**2), -1))
     np.testing.assert_allclose(log_probs, by_hand, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(dist.log_prob(actions), reference.log_prob(actions), rtol=1e-4,
-                               atol=1e-4)
+    # distrax one action at a time: its bijectors broadcast a sample axis implicitly.
+    np.testing.assert_allclose(dist.log_prob(actions), jax.vmap(reference.log_prob)(actions),
+                               rtol=1e-4, atol=1e-4)
     # The correction matters: without it the density is that of u, not of a.
-    assert not np.allclose(log_probs, jnp.sum(jax.scipy.stats.norm.logpdf(u, dist.loc,
-                                                                           dist.scale), -1))
+    assert not np.allclose(log_probs, jnp.sum(jax.scipy.stats.norm.logpdf(u, dist.loc[None],
+                                                                           dist.scale[None]), -1))
 
 
 # --------------------------------------------------------------------------------------------
