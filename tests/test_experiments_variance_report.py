@@ -14,7 +14,8 @@ from experiments import report, variance
                          ids=["k", "all"])
 def test_variance_runs_end_to_end_and_writes_its_files(tmp_path, parts):
     results = variance.run(tmp_path, quick=True, seed=0, problems=("cos",), k_values=(1.0, 5.0),
-                           parts=parts, num_samples=2_000, repeats=20, other_samples=2_000)
+                           parts=parts, num_samples=2_000, repeats=20, other_samples=2_000,
+                           optimal_draws=1_024)
     figures = variance.FIGURES if parts == variance.PARTS else ("variance_vs_k.png",)
     for name in figures + ("variance.json",):
         assert (tmp_path / name).stat().st_size > 0

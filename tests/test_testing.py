@@ -28,9 +28,10 @@ GROUPS = {
                     testing.categorical(f=lambda params, y: jnp.dot(y, params["logits"])**2)],
     "bernoulli": [testing.bernoulli(),
                   testing.bernoulli(f=lambda params, y: jnp.sin(params["logit"] + 2.0 * y))],
-    "gamma": [testing.gamma(f_name=name) for name in ("square", "identity", "log")],
+    "gamma": [testing.gamma(f_name=name) for name in ("square", "identity", "log", "exp_neg")],
     "beta": [testing.beta(f_name=name) for name in ("square", "identity")],
-    "student_t": [testing.student_t()],
+    "student_t": [testing.student_t(), testing.student_t(f_name="ratio")],
+    "tanh_normal": [testing.tanh_normal()],
 }
 PROBLEMS = [p for group in GROUPS.values() for p in group]
 NON_1D_GAUSSIAN = [p for p in PROBLEMS if p.meta["family"] != "gaussian"]
@@ -70,7 +71,7 @@ def test_exact_grad_matches_finite_differences(problem):
                                                   problem.params))
         steps = h * np.eye(flat.size)
         value = jax.jit(jax.vmap(lambda v: problem.value(unravel(v))))
-        fd = (np.asarray(value(flat + steps)) - np.asarray(value(flat - steps))) / (2 * h)
+        fd = (np.asarray(value(flat[None] + steps)) - np.asarray(value(flat[None] - steps))) / (2 * h)
     np.testing.assert_allclose(ravel_pytree(grad)[0], fd, rtol=1e-4, atol=1e-5)
 
 
@@ -175,6 +176,7 @@ def test_quadrature_rejects_other_problems():
     lambda: testing.gamma(rate=-1.0),
     lambda: testing.beta(a=0.0),
     lambda: testing.student_t(df=2.0),
+    lambda: testing.student_t(f_name="cube"),
     lambda: testing.categorical(values=[1.0, 2.0], f=lambda p, y: y[0]),
     lambda: testing.categorical(values=[1.0, 2.0]),
     lambda: testing.bernoulli(f0=1.0, f=lambda p, y: y),
