@@ -195,7 +195,7 @@ def test_schedule_with_nonpositive_tau_raises_when_concrete_and_is_the_tau_to_0_
     grads, aux = grad_fn(KEY, LOGITS, _categorical, _dot, est.init())
     hard = jax.nn.one_hot(jnp.argmax(LOGITS["logits"] + jax.random.gumbel(KEY, (3,))), 3)
     assert float(aux["f"]) == float(jnp.dot(hard, VALUES))
-    assert float(aux["temperature"]) == 1e-30
+    assert float(aux["temperature"]) == float(jnp.float32(1e-30))
     np.testing.assert_array_equal(np.asarray(grads["logits"]), np.zeros(3))
 
 
