@@ -14,7 +14,10 @@ the score function and pathwise with the delta-method control variate at β = 1 
 
 * the 1/S law: the variance of an S-sample average is the per-sample variance over S;
 * full-covariance against diagonal Gaussians (x = μ + Lε against x = μ + σ ⊙ ε, seed 000);
-* implicit reparameterization (Gamma, Beta, Student-t) against the score function.
+* implicit reparameterization (Gamma, Beta, Student-t) against the score function;
+* the optimal baseline estimated from K draws (``baselines.optimal(K, per_coordinate=True)``,
+  plain and pooled across batches) against the exact b* (quadrature) and against no baseline:
+  per-draw variance, K ∈ {4, 8, 64}, with Monte Carlo standard errors.
 
 Seed 000's claim, decided by ``RULE`` from the exact variances of the Gaussian cases and the
 measured ones, with their standard errors, of the other problems: reparameterization usually has
@@ -47,7 +50,10 @@ ESTIMATORS = ("score_function", "score_function+mean", "score_function+optimal",
 _DELTA = {"score_function+delta": gradest.score_function, "pathwise+delta": gradest.pathwise}
 PROBLEMS = ("shifted_square", "exp", "cos")
 COORDS = ("mu", "sigma")
-PARTS = ("k", "samples", "full_covariance", "implicit")
+PARTS = ("k", "samples", "full_covariance", "implicit", "optimal")
+# run()'s default, which the report uses: the optimal-baseline table compiles 20 estimators per
+# problem and is left to the command line (whose default is every part).
+RUN_PARTS = ("k", "samples", "full_covariance", "implicit")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,9 +61,10 @@ class Sizes:
     num_samples: int = _common.size_field(200_000, "Monte Carlo samples per (problem, k, estimator).")
     repeats: int = _common.size_field(400, "Independent S-sample estimates per S for the 1/S law.")
     other_samples: int = _common.size_field(100_000, "Samples for the full-covariance and implicit parts.")
+    optimal_draws: int = _common.size_field(1 << 18, "Draws per estimator in the optimal-baseline table.")
 
 
-QUICK = Sizes(num_samples=20_000, repeats=200, other_samples=20_000)
+QUICK = Sizes(num_samples=20_000, repeats=200, other_samples=20_000, optimal_draws=1 << 15)
 FULL = Sizes()
 DEFAULT_K = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0)
 QUICK_K = (1.0, 3.0, 5.0)
@@ -155,6 +162,17 @@ def print_table(rows: list[dict]) -> None:
               f"{ratio:8.3f}")
 
 
+def print_optimal_table(rows: list[dict]) -> None:
+    head = (f"{'problem':15s} {'k':>4s} {'θ':5s} {'baseline':18s} {'K':>3s} {'exact var':>10s} "
+            f"{'MC var per draw ± se':>24s}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        exact = "" if r["exact_variance"] is None else f"{r['exact_variance']:.4g}"
+        print(f"{r['problem']:15s} {r['k']:4g} {r['coordinate']:5s} {r['baseline']:18s} {r['K']:3d} "
+              f"{exact:>10s} {r['mc_variance']:12.4g} ± {r['mc_variance_se']:.2g}")
+
+
 def variance_vs_samples(key, repeats: int, sample_counts: Sequence[int]) -> list[dict]:
     """Variance of the S-sample average over ``repeats`` independent estimates, against the exact
     per-sample variance / S, on (x − 2)² for the score function and pathwise (the 1/S law)."""
@@ -229,6 +247,67 @@ RULE = ("Holds when pathwise has a lower exact per-sample variance than the scor
 
 def _fmt(x: float) -> str:
     return f"{x:.3g}"
+
+
+OPTIMAL_PROBLEMS = (("exp", 1.0), ("cos", 1.0), ("cos", 5.0), ("shifted_square", 2.0))
+OPTIMAL_K = (4, 8, 64)
+POOL_DECAY = 0.9
+POOL_WARMUP = 5
+
+
+def per_draw_variance(per_call_grads, draws_per_call: int) -> tuple[float, float]:
+    """Variance per draw, K · Var(per-call estimate) (the variance of an N-draw average times N,
+    whatever the grouping), and its Monte Carlo standard error K·sqrt((m4 − m2²)/n) from the
+    sample's fourth central moment, from n per-call gradients of one coordinate."""
+    g = np.asarray(per_call_grads, np.float64).reshape(-1)
+    c = g - g.mean()
+    m2, m4 = np.mean(c**2), np.mean(c**4)
+    return (draws_per_call * m2 * g.size / (g.size - 1),
+            draws_per_call * float(np.sqrt(max(m4 - m2**2, 0.0) / g.size)))
+
+
+_per_sample_grads = jax.jit(gradest.per_sample_grads, static_argnums=(0, 3, 4))
+
+
+def _per_call_grads(est, key, problem, calls, state):
+    return _per_sample_grads(est, jax.random.split(key, calls), problem.params, problem.make_dist,
+                             problem.f, state)
+
+
+def optimal_vs_exact(key, draws: int, problems=OPTIMAL_PROBLEMS, k_values=OPTIMAL_K,
+                     mu: float = 1.0, sigma: float = 1.0) -> list[dict]:
+    """Per-draw variance of the score function with no baseline, the exact per-coordinate b*
+    (``testing.exact_optimal_baseline``; quadrature), and b* estimated from K draws, plain
+    (``optimal(K, True)``) and pooled across batches (``optimal(K, True, decay=0.9)`` after
+    ``POOL_WARMUP`` batches of the same size): ``draws`` draws each, one row per (problem, k,
+    baseline, K, coordinate), exact variances beside the Monte Carlo ones and their standard
+    errors."""
+    rows = []
+    for p_name, k in problems:
+        problem = testing.gaussian(p_name, k=k, mu=mu, sigma=sigma)
+        b_star = testing.exact_optimal_baseline(problem, per_coordinate=True)
+        fixed = [("none", 1, gradest.score_function(), testing.exact_variance(problem, "score_function")),
+                 ("exact b*", 1, gradest.score_function(baselines.constant(b_star)),
+                  testing.exact_variance(problem, "score_function", b_star))]
+        estimated = [(name, kk, gradest.score_function(baselines.optimal(kk, True, decay=d)), None)
+                     for kk in k_values for name, d in (("optimal(K)", None),
+                                                       ("optimal(K) pooled", POOL_DECAY))]
+        for name, kk, est, exact_var in fixed + estimated:
+            key, sub = jax.random.split(key)
+            state = est.init()
+            calls = draws // kk
+            if name.endswith("pooled"):
+                for t in range(POOL_WARMUP):
+                    _, _, aux = _per_call_grads(est, jax.random.fold_in(sub, t + 1), problem, calls,
+                                                state)
+                    state = est.update(state, aux)
+            grads, _, _ = _per_call_grads(est, sub, problem, calls, state)
+            for j in COORDS:
+                var, se = per_draw_variance(grads[j], kk)
+                rows.append({"problem": p_name, "k": k, "baseline": name, "K": kk, "coordinate": j,
+                             "exact_variance": None if exact_var is None else exact_var[j],
+                             "mc_variance": var, "mc_variance_se": se})
+    return rows
 
 
 def verdict(results: dict) -> tuple[bool, str]:
@@ -315,6 +394,14 @@ def markdown(results: dict) -> str:
          ["gaussian", "estimator", "num_params", "total variance ± s.e.", "max_abs_zscore"]),
         (implicit_title, [r for r in others if "problem" in r],
          ["problem", "estimator", "total variance ± s.e.", "max_abs_zscore"]),
+        ("The optimal per-coordinate baseline: per-draw variance of the score function with no "
+         "baseline, the exact b* (quadrature) and b* estimated from K draws, plain and pooled "
+         f"across batches (decay {POOL_DECAY}, after {POOL_WARMUP} batches), ± Monte Carlo "
+         "standard error, x ~ N(1, 1):",
+         [dict(r, exact_variance="" if r["exact_variance"] is None else r["exact_variance"])
+          for r in results.get("optimal_vs_exact", [])],
+         ["problem", "k", "coordinate", "baseline", "K", "exact_variance", "mc_variance",
+          "mc_variance_se"]),
     ]
     return "\n\n".join(f"{title}\n\n{_common.markdown_table(r, cols)}"
                          for title, r, cols in sections if r)
@@ -380,7 +467,7 @@ def plot_implicit(rows: list[dict], path) -> None:
 
 def run(output_dir, *, quick: bool = False, seed: int = 0, problems: Sequence[str] = PROBLEMS,
         k_values: Sequence[float] | None = None, estimators: Sequence[str] = ESTIMATORS,
-        mu: float = 1.0, sigma: float = 1.0, parts: Sequence[str] = PARTS,
+        mu: float = 1.0, sigma: float = 1.0, parts: Sequence[str] = RUN_PARTS,
         overwrite: bool = True, **sizes) -> dict:
     """Runs the ``parts`` (default all), writes JSON and figures into ``output_dir``, returns the
     results."""
@@ -411,6 +498,11 @@ def run(output_dir, *, quick: bool = False, seed: int = 0, problems: Sequence[st
         progress("1/S law done")
     results["full_vs_diagonal"] = full_vs_diagonal(k3, size.other_samples) if "full_covariance" in parts else []
     results["implicit_vs_score"] = implicit_vs_score(k4, size.other_samples) if "implicit" in parts else []
+    if "optimal" in parts:
+        results["optimal_vs_exact"] = optimal_vs_exact(jax.random.fold_in(key, 5), size.optimal_draws,
+                                                       mu=mu, sigma=sigma)
+        print_optimal_table(results["optimal_vs_exact"])
+        progress("optimal baseline done")
     if results["implicit_vs_score"]:
         plot_implicit(results["implicit_vs_score"], out / "implicit_vs_score.png")
     for r in results["full_vs_diagonal"] + results["implicit_vs_score"]:
@@ -446,7 +538,8 @@ if __name__ == "__main__":
                       "--quick).")
     flags.DEFINE_list("estimators", list(ESTIMATORS), f"Estimators, from {ESTIMATORS}.")
     flags.DEFINE_list("parts", list(PARTS), "Parts to run: k (variance against k), samples (the "
-                      "1/S law), full_covariance, implicit (Gamma/Beta/Student-t).")
+                      "1/S law), full_covariance, implicit (Gamma/Beta/Student-t), optimal (the "
+                      "estimated optimal baseline against the exact b* and none).")
     flags.DEFINE_float("mu", 1.0, "Mean μ of the Gaussian.")
     flags.DEFINE_float("sigma", 1.0, "Standard deviation σ of the Gaussian.")
     # The flags are defined in _common; list them in this module's --help.

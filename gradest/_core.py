@@ -26,6 +26,7 @@ Calling convention of every surrogate::
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -78,13 +79,47 @@ class Traits(NamedTuple):
         return self.evaluations_per_call
 
 
-class GradientEstimator(NamedTuple):
-    """An optax-style bundle of pure functions; see the module docstring for the contract."""
-
+class _EstimatorFields(NamedTuple):
     init: Callable[[], State]
     surrogate: Callable[[PRNGKey, Params, DistBuilder, Objective, State], tuple[Array, Aux]]
     update: Callable[[State, Aux], State]
     traits: Traits
+
+
+class GradientEstimator(_EstimatorFields):
+    """An optax-style bundle of pure functions; see the module docstring for the contract.
+
+    The surrogate it holds checks its key first (``check_key``), so a raw ``PRNGKey`` fails with
+    one clear line however the surrogate is reached: called directly, under ``jax.grad``,
+    ``vmap`` or ``jit`` (the key's dtype is known at trace time), or through ``estimate_grad``.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, init, surrogate, update, traits):
+        return super().__new__(cls, init, _checking_key(surrogate), update, traits)
+
+
+def check_key(key: Any) -> None:
+    """Raises ``EstimatorError`` unless ``key`` is a typed PRNG key (``jax.random.key``)."""
+    if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
+        raise EstimatorError(
+            "key must be a typed PRNG key from jax.random.key(seed), not the raw uint32 "
+            "jax.random.PRNGKey(seed)"
+        )
+
+
+def _checking_key(surrogate: Callable) -> Callable:
+    if getattr(surrogate, "_checks_key", False):
+        return surrogate
+
+    @functools.wraps(surrogate)
+    def checked(key, *args, **kwargs):
+        check_key(key)
+        return surrogate(key, *args, **kwargs)
+
+    checked._checks_key = True
+    return checked
 
 
 class EmptyState(NamedTuple):
@@ -224,6 +259,20 @@ def check_hyperparameter(name: str, value: Any) -> Any:
             raise EstimatorError(f"{name} must be a scalar, got shape {value.shape}")
         return value
     return check_positive(name, value)
+
+
+def positive_temperature(tau: Any) -> Array:
+    """A schedule's τ, checked: ``EstimatorError`` if it is concrete and not a positive finite
+    number; if traced (the step count is traced under ``jit``), τ ≤ 0 or NaN is taken as the
+    limit τ → 0⁺, i.e. ``_MIN_TEMPERATURE``: the relaxed sample is then the Gumbel-Max one-hot
+    and its gradient 0, NaN-free (|logits + g| / 1e-30 stays finite in float32)."""
+    if not isinstance(tau, jax.core.Tracer):
+        check_positive("temperature τ (from the schedule)", tau)
+    tau = jnp.asarray(tau)
+    return jnp.where(tau > _MIN_TEMPERATURE, tau, jnp.asarray(_MIN_TEMPERATURE, tau.dtype))
+
+
+_MIN_TEMPERATURE = 1e-30
 
 
 def check_scalar_objective(value: Array, name: str = "f") -> Array:

@@ -20,7 +20,9 @@ A baseline is a bundle of pure functions:
 
 * ``value(f, scores, state)`` → b for each of the K draws of a group: shape ``[K]`` for a scalar
   baseline, or a pytree shaped like θ with a leading ``K`` axis for a per-coordinate one;
-* ``update(state, f)`` → the next state from the batch's objective values (the moving average);
+* ``update(state, stats)`` → the next state from the batch (the moving average, the pooled
+  optimal baseline); ``stats`` is what ``stats(f, scores)`` returned for each surrogate call of
+  the batch (stacked on a leading axis), or the objective values f when ``stats`` is ``None``;
 * ``group_size`` K, ``needs_scores`` (whether ``value`` needs per-draw ∇θ log q), ``per_coordinate``.
 """
 
@@ -30,9 +32,9 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from gradest._core import Array, EmptyState, EstimatorError, State, check_positive, no_state
+from gradest._core import (Array, EmptyState, EstimatorError, State, check_positive, check_values,
+                           no_state)
 
 _TINY = 1e-12
 
@@ -44,7 +46,8 @@ class Baseline(NamedTuple):
     per_coordinate: bool
     init: Callable[[], State]
     value: Callable[[Array, Optional[Any], State], Any]
-    update: Callable[[State, Array], State]
+    update: Callable[[State, Any], State]
+    stats: Optional[Callable[[Array, Optional[Any]], Any]] = None
 
 
 def _unchanged(state: State, f: Array) -> State:
@@ -77,10 +80,8 @@ def constant(b: Any) -> Baseline:
     if not leaves:
         raise EstimatorError("constant baseline needs a value")
     for leaf in leaves:
-        # A traced b (a sweep under jit(vmap(...))) is known only at run time; numpy, not jnp,
-        # for a concrete one: inside a trace jnp would make even a Python float a tracer.
-        if not isinstance(leaf, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(leaf))):
-            raise EstimatorError(f"constant baseline must be finite, got {b!r}")
+        # Concrete values only: under jit b is traced and cannot be inspected (nor branched on).
+        check_values("constant baseline", leaf, positive=False)
     # A bare number is one baseline for all coordinates; a pytree (or an array) shaped like θ
     # gives one per coordinate.
     per_coordinate = not jax.tree_util.treedef_is_leaf(jax.tree.structure(b)) or jnp.ndim(b) > 0
@@ -114,34 +115,118 @@ def _score_sq_norms(scores: Any) -> Array:
     return sum(jnp.sum(jnp.reshape(s, (s.shape[0], -1)) ** 2, axis=1) for s in jax.tree.leaves(scores))
 
 
-def optimal(num_samples: int, per_coordinate: bool = False) -> Baseline:
+def _leave_one_out_sums(x: Array) -> Array:
+    """Σ_{k≠i} x_k for each i along axis 0, from exclusive prefix and suffix sums: x_i is never
+    added and subtracted again, so one dominant term (s² is heavy-tailed) cannot cancel the
+    others away in float32, and the result does not depend on x_i even by rounding."""
+    zero = jnp.zeros_like(x[:1])
+    before = jnp.concatenate([zero, jnp.cumsum(x[:-1], axis=0)], axis=0)
+    after = jnp.flip(jnp.concatenate([zero, jnp.cumsum(jnp.flip(x, 0)[:-1], axis=0)], axis=0), 0)
+    return before + after
+
+
+class PooledOptimalState(NamedTuple):
+    """Discounted sums over earlier batches' draws: Σ f w and Σ w (per coordinate or scalar)."""
+
+    weighted_f: Any
+    weights: Any
+
+
+def optimal(num_samples: int, per_coordinate: bool = False,
+            decay: Optional[float] = None) -> Baseline:
     """The variance-optimal baseline of seed 003, estimated leave-one-out over K draws.
 
-    Scalar:           b_i   = Σ_{k≠i} f_k ‖s_k‖²   / Σ_{k≠i} ‖s_k‖²,
-    per coordinate j: b_ij  = Σ_{k≠i} f_k s_kj²    / Σ_{k≠i} s_kj²,       s_k = ∇θ log qθ(z_k).
+    With s_k = ∇θ log qθ(z_k) and weights w_k = ‖s_k‖² (scalar) or w_kj = s_kj² (per
+    coordinate j), b* = E[f w]/E[w] is estimated for draw i from the other draws of its group,
 
-    Needs per-draw score vectors (one extra backward pass per draw).
+        b_i = (P_f + Σ_{k≠i} f_k w_k) / (P_w + Σ_{k≠i} w_k),
+
+    with P_f = P_w = 0 unless ``decay`` is given. Either way b_i does not depend on draw i, so
+    the estimator stays unbiased.
+
+    When it helps. Since E[f w] = b* E[w], the second moment of a draw's gradient (coordinate j,
+    w = s_j²) is E[(f − b*)² w] + E[w] E[(b_i − b*)²], and without a baseline E[(f − b*)² w] +
+    E[w] b*²: an estimated b helps only where its mean squared error is below b*². From K − 1
+    draws of heavy-tailed weights (s² of a Gaussian's σ grows like ε⁴) the ratio's error is
+    large: on x ~ N(1, 1) its per-draw variance exceeded no baseline's at K = 4 and 8 on
+    exp(−x²), cos(kx) and kx, and at K = 64 still on cos(kx), where b* ≈ 0 (the table of
+    ``python -m experiments.variance --parts=optimal``). It wins where b* is large against
+    the spread of f, e.g. (x − k)², by more as K grows.
+
+    ``decay`` pools across batches, as ``moving_average`` does for the mean: the state keeps
+    discounted sums over all earlier batches' draws, P ← decay · P + Σ_batch (f w, w), updated by
+    the estimator's ``update`` once per batch. Earlier batches are independent of this one, so
+    the pooled b_i stays unbiased, and after a few batches it rests on thousands of draws: it
+    matches the exact b* where θ moves slowly against 1/(1 − decay) batches. The first batch
+    (empty state) is the unpooled estimate.
+
+    Where no draw carries any score (a coordinate that cannot move) b = 0; its weight in the
+    gradient is zero anyway. Needs per-draw score vectors (one extra backward pass per draw).
     """
     k = _check_group_size("optimal", num_samples)
+    if decay is not None:
+        decay = check_positive("decay", decay)
+        if decay >= 1.0:
+            raise EstimatorError(f"decay must lie in (0, 1), got {decay!r}")
 
-    def loo_ratio(weights, f):
-        # weights: [K, ...]; f: [K]; broadcast f over the coordinate axes.
-        fw = jnp.reshape(f, (k,) + (1,) * (weights.ndim - 1)) * weights
-        num = jnp.sum(fw, axis=0, keepdims=True) - fw
-        den = jnp.sum(weights, axis=0, keepdims=True) - weights
-        # Where the other draws carry no score (a coordinate that cannot move), fall back to
-        # the leave-one-out mean; its weight in the gradient is zero anyway.
-        loo_mean = jnp.reshape((jnp.sum(f) - f) / (k - 1), (k,) + (1,) * (weights.ndim - 1))
-        return jnp.where(den > _TINY, num / jnp.maximum(den, _TINY), loo_mean)
+    def weights_of(scores):
+        # [K, ...] per leaf (per coordinate) or [K] (scalar).
+        if per_coordinate:
+            return jax.tree.map(lambda s: s**2, scores)
+        return _score_sq_norms(scores)
+
+    def ratio(w, f, pooled_f, pooled_w):
+        # w: [K, ...]; f: [K], given the coordinate axes explicitly.
+        f = jnp.reshape(f, (k,) + (1,) * (w.ndim - 1))
+        num = jnp.broadcast_to(pooled_f, w.shape[1:])[None] + _leave_one_out_sums(f * w)
+        den = jnp.broadcast_to(pooled_w, w.shape[1:])[None] + _leave_one_out_sums(w)
+        return jnp.where(den > _TINY, num / jnp.maximum(den, _TINY), 0.0)
+
+    def init():
+        if decay is None:
+            return no_state()
+        # The sums' shapes follow θ's, known only from the scores: start from scalar zeros,
+        # which broadcast against any coordinate shape; the first update gives them θ's
+        # structure (so a lax.scan carry needs one update before the loop).
+        return PooledOptimalState(jnp.zeros(()), jnp.zeros(()))
 
     def value(f, scores, state):
-        del state
+        w = weights_of(scores)
+        if decay is None:
+            return jax.tree.map(lambda wj: ratio(wj, f, jnp.zeros(()), jnp.zeros(())), w)
         if per_coordinate:
-            return jax.tree.map(lambda s: loo_ratio(s**2, f), scores)
-        return loo_ratio(_score_sq_norms(scores), f)
+            return jax.tree.map(lambda wj, pf, pw: ratio(wj, f, pf, pw), w,
+                                _like(state.weighted_f, w), _like(state.weights, w))
+        return ratio(w, f, state.weighted_f, state.weights)
+
+    def stats(f, scores):
+        # Σ over the group's draws of (f w, w): what update pools.
+        w = weights_of(scores)
+        return (jax.tree.map(lambda wj: jnp.sum(jnp.reshape(f, (k,) + (1,) * (wj.ndim - 1)) * wj,
+                                                axis=0), w),
+                jax.tree.map(lambda wj: jnp.sum(wj, axis=0), w))
+
+    def update(state, batch):
+        weighted_f, weights = batch
+        # Sum over the batch's surrogate calls (leading axis), discounted over batches.
+        return PooledOptimalState(
+            jax.tree.map(lambda p, b: decay * p + jnp.sum(b, axis=0), _like(state.weighted_f, weighted_f),
+                         weighted_f),
+            jax.tree.map(lambda p, b: decay * p + jnp.sum(b, axis=0), _like(state.weights, weights),
+                         weights))
 
     name = "optimal_per_coordinate" if per_coordinate else "optimal"
-    return Baseline(name, k, True, per_coordinate, no_state, value, _unchanged)
+    if decay is None:
+        return Baseline(name, k, True, per_coordinate, no_state, value, _unchanged)
+    return Baseline(f"{name}_pooled", k, True, per_coordinate, init, value, update, stats)
+
+
+def _like(state_leaf: Any, tree: Any) -> Any:
+    """The initial scalar-zero state broadcast to ``tree``'s structure (one zero per leaf), or the
+    state itself once it has that structure."""
+    if jax.tree.structure(state_leaf) == jax.tree.structure(tree):
+        return state_leaf
+    return jax.tree.map(lambda _: state_leaf, tree)
 
 
 class MovingAverageState(NamedTuple):
@@ -177,5 +262,5 @@ def moving_average(decay: float = 0.9) -> Baseline:
     return Baseline("moving_average", 1, False, False, init, value, update)
 
 
-__all__ = ["Baseline", "EmptyState", "MovingAverageState", "none", "constant", "leave_one_out",
-           "optimal", "moving_average"]
+__all__ = ["Baseline", "EmptyState", "MovingAverageState", "PooledOptimalState", "none", "constant",
+           "leave_one_out", "optimal", "moving_average"]

@@ -8,6 +8,13 @@ Both are ``distrax.Distribution`` subclasses (``sample(seed=..., sample_shape=..
 * ``TanhNormal(loc, scale)``: a = tanh(u), u ~ N(loc, diag scale²), one event over the last axis
   (the SAC actor of seeds 000 and 002), with the log-det correction computed stably.
 
+And the exact draws that the score-function estimator needs at the edge of the support
+(``sample_with_latent``, ``log_prob_from_latent``): a float32 sample can round onto the edge
+(a Beta draw to exactly 1, a small-shape Gamma draw to 0, tanh(u) to ±1) or past the largest
+float (a Student-t draw with small df), where ``log_prob`` of the rounded sample is infinite or
+wrong. The score needs log qθ at the draw itself, so it is computed from the draw's latent form
+(log-space Gamma variates, the pre-tanh Gaussian), which no rounding reaches.
+
 Parameters are checked at construction when they are concrete; traced values (inside ``jit`` or
 ``grad``) cannot be inspected and are trusted.
 """
@@ -15,6 +22,7 @@ Parameters are checked at construction when they are concrete; traced values (in
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import distrax
 import jax
@@ -25,6 +33,11 @@ from gradest._core import Array, EstimatorError, PRNGKey, check_values
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _LOG_2 = math.log(2.0)
+# |t| = |N| e^h of a Student-t draw is capped at |N| e^64 (e^64 ≈ 6e27): beyond, μ + σt and f(x)
+# overflow float32 for moderate σ. Only the value f sees is capped; the score uses the exact h.
+_MAX_LOG_T_SCALE = 64.0
+
+sg = jax.lax.stop_gradient
 
 
 def _as_float_arrays(*values: Array) -> list[Array]:
@@ -72,24 +85,74 @@ class StudentT(distrax.Distribution):
     def batch_shape(self) -> tuple[int, ...]:
         return self._loc.shape
 
-    def _sample_n(self, key: PRNGKey, n: int) -> Array:
+    def _standard_draw(self, key: PRNGKey, n: int) -> tuple[Array, Array]:
+        """N ~ N(0, 1) and h = ½(log(ν/2) − log G), G ~ Gamma(ν/2, 1): the draw t = N e^h."""
         shape = (n,) + self.batch_shape
         dtype = self._loc.dtype
-        df, loc, scale = (jnp.broadcast_to(p, shape) for p in (self._df, self._loc, self._scale))
         key_normal, key_gamma = jax.random.split(key)
         normal = jax.random.normal(key_normal, shape, dtype)
         # log G rather than G: G underflows to 0 for small ν (t would be ±inf), log G does not;
         # loggamma is implicitly differentiated w.r.t. its shape like gamma.
-        log_g = jax.random.loggamma(key_gamma, 0.5 * df, shape, dtype)
-        t = normal * jnp.exp(0.5 * (jnp.log(0.5 * df) - log_g))
-        return loc + scale * t
+        log_g = jax.random.loggamma(key_gamma, 0.5 * self._df, shape, dtype)
+        return normal, 0.5 * (jnp.log(0.5 * self._df)[None] - log_g)
+
+    def _from_standard(self, normal: Array, log_scale: Array) -> Array:
+        # The cap keeps x finite (μ + σ·inf would make f and the pathwise gradient NaN); the
+        # capped draws have |x| > 10²⁷σ, where a bounded f has long reached its limit.
+        t = normal * jnp.exp(jnp.minimum(log_scale, _MAX_LOG_T_SCALE))
+        # Parameters get the sample axis explicitly (no implicit rank promotion).
+        return self._loc[None] + self._scale[None] * t
+
+    def _sample_n(self, key: PRNGKey, n: int) -> Array:
+        return self._from_standard(*self._standard_draw(key, n))
+
+    def sample_with_latent(self, seed: PRNGKey) -> tuple[Array, tuple[Array, Array]]:
+        """One sample x and its exact latent form (N, h), x = μ + σ N e^h (see ``log_prob_from_latent``)."""
+        normal, log_scale = self._standard_draw(seed, 1)
+        return self._from_standard(normal, log_scale)[0], (normal[0], log_scale[0])
+
+    def _log_density(self, log1p_sq: Array) -> Array:
+        """log p(x) from log(1 + z²/ν)."""
+        nu = self._df
+        return (gammaln(0.5 * (nu + 1.0)) - gammaln(0.5 * nu) - 0.5 * jnp.log(nu * jnp.pi)
+                - jnp.log(self._scale) - 0.5 * (nu + 1.0) * log1p_sq)
 
     def log_prob(self, value: Array) -> Array:
-        value, nu, loc, scale = jnp.broadcast_arrays(value, self._df, self._loc, self._scale)
-        z = (value - loc) / scale
-        half_nu_plus_1 = 0.5 * (nu + 1.0)
-        return (gammaln(half_nu_plus_1) - gammaln(0.5 * nu) - 0.5 * jnp.log(nu * jnp.pi)
-                - jnp.log(scale) - half_nu_plus_1 * jnp.log1p(z * z / nu))
+        z = (value - self._loc) / self._scale
+        # log(1 + r²), r = |z|/√ν, as 2 log r + log1p(r⁻²) for r > 1: z² overflows float32 once
+        # |z| ≳ 2e19, which small-df draws reach. Each branch gets safe inputs so the unused one
+        # has no inf/NaN gradient.
+        r = jnp.abs(z) / jnp.sqrt(self._df)
+        big = r > 1.0
+        r_small, r_big = jnp.where(big, 0.0, r), jnp.where(big, r, 1.0)
+        return self._log_density(jnp.where(big, 2.0 * jnp.log(r_big) + jnp.log1p(r_big**-2),
+                                           jnp.log1p(r_small**2)))
+
+    def log_prob_from_latent(self, latent: tuple[Array, Array]) -> Array:
+        """log pθ(x) at the draw x = μ₀ + σ₀ N e^h made with this distribution's parameters held
+        fixed (μ₀ = sg(μ), σ₀ = sg(σ)), as a function of θ = (ν, μ, σ): exact even where x is
+        past the float range, because log|z| is formed from log|t| = log|N| + h, never from x.
+
+        With t = N e^h and z(θ) = (x − μ)/σ = (σ₀ t + μ₀ − μ)/σ,
+
+            |t| > 1:  log|z| = log σ₀ + log|t| + log1p((μ₀ − μ)/(σ₀ t)) − log σ,
+                      log(1 + z²/ν) = softplus(2 log|z| − log ν);
+            |t| ≤ 1:  log1p(z²/ν) directly.
+        """
+        normal, log_scale = latent
+        loc0, scale0 = sg(self._loc), sg(self._scale)
+        log_abs_t = jnp.log(jnp.abs(normal)) + log_scale
+        big = log_abs_t > 0.0
+        sign = jnp.sign(normal)
+        # Safe inputs for each branch: |t_small| ≤ 1 and |1/t_big| ≤ 1 whatever the draw.
+        t_small = sign * jnp.exp(jnp.minimum(log_abs_t, 0.0))
+        inv_t_big = sign * jnp.exp(-jnp.maximum(log_abs_t, 0.0))
+        z_small = (loc0 + scale0 * t_small - self._loc) / self._scale
+        log_abs_z_big = (jnp.log(scale0) + jnp.maximum(log_abs_t, 0.0)
+                         + jnp.log1p((loc0 - self._loc) * inv_t_big / scale0) - jnp.log(self._scale))
+        log1p_sq = jnp.where(big, jax.nn.softplus(2.0 * log_abs_z_big - jnp.log(self._df)),
+                             jnp.log1p(z_small**2 / self._df))
+        return self._log_density(log1p_sq)
 
     def mean(self) -> Array:
         """μ where ν > 1, NaN where the mean does not exist."""
@@ -156,8 +219,7 @@ class TanhNormal(distrax.Distribution):
 
     def _pre_tanh_sample(self, key: PRNGKey, n: int) -> Array:
         eps = jax.random.normal(key, (n,) + self._loc.shape, self._loc.dtype)
-        loc, scale = (jnp.broadcast_to(p, eps.shape) for p in (self._loc, self._scale))
-        return loc + scale * eps
+        return self._loc[None] + self._scale[None] * eps
 
     def _pre_tanh_log_prob(self, u: Array) -> Array:
         u, loc, scale = jnp.broadcast_arrays(u, self._loc, self._scale)
@@ -171,6 +233,16 @@ class TanhNormal(distrax.Distribution):
     def _sample_n_and_log_prob(self, key: PRNGKey, n: int) -> tuple[Array, Array]:
         u = self._pre_tanh_sample(key, n)
         return jnp.tanh(u), self._pre_tanh_log_prob(u)
+
+    def sample_with_latent(self, seed: PRNGKey) -> tuple[Array, Array]:
+        """One action a = tanh(u) and its pre-tanh draw u (see ``log_prob_from_latent``)."""
+        u = self._pre_tanh_sample(seed, 1)[0]
+        return jnp.tanh(u), u
+
+    def log_prob_from_latent(self, u: Array) -> Array:
+        """log π(tanh(u)) from the pre-tanh draw u: exact where tanh(u) rounds to ±1, where
+        ``log_prob`` of the rounded action would see a clipped u instead."""
+        return self._pre_tanh_log_prob(u)
 
     def log_prob(self, value: Array) -> Array:
         dtype = self._loc.dtype
@@ -203,3 +275,69 @@ class Bernoulli(distrax.Bernoulli):
         probs = self.probs
         uniform = jax.random.uniform(key, (n,) + probs.shape, probs.dtype)
         return (uniform < probs[None]).astype(self._sample_dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Exact draws for the score function.
+#
+# ``sample_with_latent(dist, key)`` returns one sample z (what f sees) and a latent form of the
+# same draw; ``log_prob_from_latent(dist, latent)`` returns the joint log qθ(z) computed from the
+# latent, as a function of the parameters ``dist`` was built from (the draw held fixed). A
+# distribution takes part by defining both as methods (``StudentT``, ``TanhNormal``); distrax's
+# Gamma and Beta are drawn in log space below; any other distribution uses its own
+# ``sample``/``log_prob`` (latent = z).
+
+
+def _gamma_log_draw(concentration: Array, key: PRNGKey, shape: tuple[int, ...], dtype) -> Array:
+    # jax.random.loggamma runs the sampler of jax.random.gamma on the same key in log space: the
+    # same draw, but log G stays finite where G underflows to 0 (shape ≲ 0.1 does that often).
+    return jax.random.loggamma(key, concentration, shape, dtype)
+
+
+def sample_with_latent(dist: Any, key: PRNGKey) -> tuple[Array, Any]:
+    """One sample z of ``dist`` and its latent form, for ``log_prob_from_latent`` (see above).
+
+    * ``distrax.Gamma(α, β)``: latent y = log G − log β, z = e^y;
+    * ``distrax.Beta(a, b)``: latent (log x, log(1 − x)) = (y_a, y_b) − logaddexp(y_a, y_b) from
+      two log-Gamma draws, the construction of ``jax.random.beta``; z = exp(log x);
+    * a distribution with ``sample_with_latent``/``log_prob_from_latent`` methods: its own;
+    * anything else: z = dist.sample(seed=key), latent = z.
+    """
+    if hasattr(dist, "sample_with_latent"):
+        return dist.sample_with_latent(key)
+    if isinstance(dist, distrax.Gamma):
+        log_z = (_gamma_log_draw(dist.concentration, key, dist.batch_shape, dist.concentration.dtype)
+                 - jnp.log(dist.rate))
+        return jnp.exp(log_z), log_z
+    if isinstance(dist, distrax.Beta):
+        key_a, key_b = jax.random.split(key)
+        dtype = jnp.result_type(dist.alpha, dist.beta)
+        shape = dist.batch_shape
+        y_a = _gamma_log_draw(jnp.broadcast_to(dist.alpha, shape), key_a, shape, dtype)
+        y_b = _gamma_log_draw(jnp.broadcast_to(dist.beta, shape), key_b, shape, dtype)
+        log_total = jnp.logaddexp(y_a, y_b)
+        log_x, log1m_x = y_a - log_total, y_b - log_total
+        return jnp.exp(log_x), (log_x, log1m_x)
+    z = dist.sample(seed=key)
+    return z, z
+
+
+def log_prob_from_latent(dist: Any, latent: Any) -> Array:
+    """Joint log qθ(z) (summed over all axes) of a draw from ``sample_with_latent``.
+
+    Gamma: α log β + (α − 1) y − β e^y − log Γ(α), y = log z. Beta: (a − 1) log x +
+    (b − 1) log(1 − x) − log B(a, b). Both finite for any draw, so neither the log-density nor
+    its gradient (the score ∂α = y + log β − ψ(α), ∂b = log(1 − x) − ψ(b) + ψ(a + b), ...)
+    overflows where z rounds to 0 or 1.
+    """
+    if hasattr(dist, "log_prob_from_latent"):
+        return jnp.sum(dist.log_prob_from_latent(latent))
+    if isinstance(dist, distrax.Gamma):
+        a, rate = dist.concentration, dist.rate
+        return jnp.sum(a * jnp.log(rate) + (a - 1.0) * latent - rate * jnp.exp(latent) - gammaln(a))
+    if isinstance(dist, distrax.Beta):
+        log_x, log1m_x = latent
+        a, b = dist.alpha, dist.beta
+        return jnp.sum((a - 1.0) * log_x + (b - 1.0) * log1m_x
+                       - (gammaln(a) + gammaln(b) - gammaln(a + b)))
+    return jnp.sum(dist.log_prob(latent))

@@ -21,7 +21,8 @@ import jax.numpy as jnp
 
 from gradest import diagnostics as diagnostics_lib
 from gradest._core import (Array, DistBuilder, EstimatorError, GradientEstimator, Objective,
-                           PRNGKey, Params, State, check_distribution_parameters)
+                           PRNGKey, Params, State, check_distribution_parameters,
+                           check_key)
 
 
 class Estimate(NamedTuple):
@@ -40,14 +41,6 @@ class Estimate(NamedTuple):
     value: Optional[Array] = None
     diagnostics: Optional[diagnostics_lib.GradientStats] = None
     comparison: Optional[diagnostics_lib.Comparison] = None
-
-
-def _check_key(key):
-    if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
-        raise EstimatorError(
-            "key must be a typed PRNG key from jax.random.key(seed) (not the raw uint32 "
-            "jax.random.PRNGKey)"
-        )
 
 
 def batch_surrogate(estimator: GradientEstimator, keys: PRNGKey, params: Params,
@@ -113,7 +106,7 @@ def estimate_grad(estimator: GradientEstimator, key: PRNGKey, params: Params,
       diagnostics: also compute per-sample gradients and their statistics.
       exact: an exact gradient to compare against (implies ``diagnostics``).
     """
-    _check_key(key)
+    check_key(key)
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
         raise EstimatorError(f"num_samples must be an int ≥ 1, got {num_samples!r}")
     diagnostics = diagnostics or exact is not None

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from gradest._core import (Array, EstimatorError, GradientEstimator, PRNGKey, Traits,
-                           check_distribution, check_hyperparameter, check_scalar_objective)
+                           check_distribution, check_hyperparameter, check_scalar_objective, positive_temperature)
 
 sg = jax.lax.stop_gradient
 
@@ -129,7 +129,7 @@ def gumbel_softmax(temperature: Union[float, Schedule] = 1.0, hard: bool = False
     def surrogate(key, params, make_dist, f, state):
         dist = make_dist(params)
         check_distribution(traits, dist)
-        tau = schedule(state.step)
+        tau = positive_temperature(schedule(state.step))
         if isinstance(dist, distrax.Bernoulli):
             y = binary_concrete_sample(key, dist.logits, tau, hard)
         elif isinstance(dist, (distrax.Categorical, distrax.OneHotCategorical)):

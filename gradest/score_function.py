@@ -25,7 +25,8 @@ import jax.numpy as jnp
 
 from gradest import baselines as baselines_lib
 from gradest._core import (Array, EstimatorError, GradientEstimator, Traits, check_distribution,
-                           check_scalar_objective, joint_log_prob, linear_term)
+                           check_scalar_objective, linear_term)
+from gradest.distributions import log_prob_from_latent, sample_with_latent
 
 sg = jax.lax.stop_gradient
 
@@ -63,16 +64,19 @@ def score_function(baseline: Optional[baselines_lib.Baseline] = None) -> Gradien
     def surrogate(key, params, make_dist, f, state):
         dist = make_dist(params)
         check_distribution(traits, dist)
-        # The sample carries no gradient: θ enters only through log qθ(z) and f's own θ.
-        z = sg(jax.vmap(lambda kk: dist.sample(seed=kk))(jax.random.split(key, k)))
+        # The sample carries no gradient: θ enters only through log qθ(z) and f's own θ. log q is
+        # taken from the draw's latent form, finite where z rounds onto the edge of the support
+        # (Beta to 1, Gamma to 0, tanh to ±1) and log q(z) would be ±inf: inf − inf in the
+        # magic box below.
+        z, latent = sg(jax.vmap(lambda kk: sample_with_latent(dist, kk))(jax.random.split(key, k)))
         fz = jax.vmap(lambda zi: check_scalar_objective(f(params, zi)))(z)
-        log_q = jax.vmap(lambda zi: joint_log_prob(dist, zi))(z)
+        log_q = jax.vmap(lambda li: log_prob_from_latent(dist, li))(latent)
         # The log-prob of each draw, with its value subtracted: zero forward, ∇ log q backward.
         magic = log_q - sg(log_q)
         scores = None
         if baseline.needs_scores or baseline.per_coordinate:
-            scores = sg(jax.vmap(jax.grad(lambda p, zi: joint_log_prob(make_dist(p), zi)),
-                                 in_axes=(None, 0))(params, z))
+            scores = sg(jax.vmap(jax.grad(lambda p, li: log_prob_from_latent(make_dist(p), li)),
+                                 in_axes=(None, 0))(params, latent))
         b = baseline.value(sg(fz), scores, state)
         if baseline.per_coordinate:
             # Gradient f ∇log q − b ⊙ ∇log q: the first part by the magic box, the second
@@ -83,10 +87,13 @@ def score_function(baseline: Optional[baselines_lib.Baseline] = None) -> Gradien
             value = jnp.mean(fz + sg(fz) * magic) - linear_term(control, params)
         else:
             value = jnp.mean(fz + sg(fz - b) * magic)
-        return value, {"f": fz}
+        aux = {"f": fz}
+        if baseline.stats is not None:
+            aux["baseline"] = baseline.stats(sg(fz), scores)
+        return value, aux
 
     def update(state, aux):
-        return baseline.update(state, aux["f"])
+        return baseline.update(state, aux["baseline"] if baseline.stats is not None else aux["f"])
 
     return GradientEstimator(baseline.init, surrogate, update, traits)
 

@@ -31,7 +31,7 @@ import numpy as np
 from jax.scipy.special import digamma
 
 from gradest._core import check_positive
-from gradest.distributions import Bernoulli, StudentT
+from gradest.distributions import Bernoulli, StudentT, TanhNormal
 
 _DEFAULT_NODES = 8001
 # φ(20) ≈ 6e-88: the grid's ends contribute nothing even to polynomially growing integrands.
@@ -379,13 +379,17 @@ _GAMMA_F = {
     "identity": (lambda x: x, lambda a, b: a / b),
     "square": (lambda x: x**2, lambda a, b: a * (a + 1.0) / b**2),
     "log": (jnp.log, lambda a, b: digamma(a) - jnp.log(b)),
+    # The Laplace transform E[e^(−x)] = (β/(β + 1))^α: f(0) = 1, so a score that is wrong
+    # where a small-shape draw underflows to 0 shows in the gradient.
+    "exp_neg": (lambda x: jnp.exp(-x), lambda a, b: (b / (b + 1.0))**a),
 }
 
 
 def gamma(concentration: float = 2.0, rate: float = 1.5, f_name: str = "square") -> Problem:
     """x ~ Gamma(α, β) (rate β), θ = {"concentration": α, "rate": β}.
 
-    f_name: "identity" E[x] = α/β; "square" E[x²] = α(α+1)/β²; "log" E[log x] = ψ(α) − log β.
+    f_name: "identity" E[x] = α/β; "square" E[x²] = α(α+1)/β²; "log" E[log x] = ψ(α) − log β;
+    "exp_neg" E[e^(−x)] = (β/(β + 1))^α.
     """
     fx, mean = _pick(_GAMMA_F, f_name, "gamma")
     check_positive("concentration", concentration)
@@ -428,32 +432,82 @@ def beta(a: float = 2.0, b: float = 3.0, f_name: str = "square") -> Problem:
     )
 
 
-def student_t(df: float = 5.0, loc: float = 0.5, scale: float = 1.2) -> Problem:
-    """x ~ StudentT(ν, μ, σ), θ = {"df": ν, "loc": μ, "scale": σ}, f(x) = x².
+def student_t(df: float = 5.0, loc: float = 0.5, scale: float = 1.2,
+              f_name: str = "square") -> Problem:
+    """x ~ StudentT(ν, μ, σ), θ = {"df": ν, "loc": μ, "scale": σ}.
 
-    E[x²] = μ² + σ² ν/(ν − 2), finite for ν > 2 (the gradient w.r.t. ν is pathwise through the
-    implicitly reparameterized Gamma draw inside ``StudentT``).
+    f_name:
+
+    * "square": f(x) = x², E[x²] = μ² + σ² ν/(ν − 2), finite for ν > 2 (the gradient w.r.t. ν
+      is pathwise through the implicitly reparameterized Gamma draw inside ``StudentT``);
+    * "ratio": f(θ, x) = z²/(ν + z²), z = (x − μ)/σ, bounded, for any ν > 0: z²/(ν + z²) ~
+      Beta(½, ν/2) when z is standard Student-t, so E = 1/(1 + ν). With small ν the draws reach
+      past the float range, which tests the estimators there. f depends on θ directly.
     """
-    if check_positive("df", df) <= 2.0:
+    df = check_positive("df", df)
+    if f_name == "square" and df <= 2.0:
         raise ValueError(f"student_t: E[x^2] is infinite unless df > 2, got {df}")
     check_positive("scale", scale)
+    if f_name == "square":
+        def f(params, x):
+            del params
+            return x**2
+
+        def value(params):
+            return params["loc"]**2 + params["scale"]**2 * params["df"] / (params["df"] - 2.0)
+    elif f_name == "ratio":
+        def f(params, x):
+            z = (x - params["loc"]) / params["scale"]
+            # 1 − ν/(ν + z²) rather than z²/(ν + z²): z² may overflow to inf, inf/inf is NaN.
+            return 1.0 - params["df"] / (params["df"] + z * z)
+
+        def value(params):
+            return 1.0 / (1.0 + params["df"])
+    else:
+        raise ValueError(f"student_t: unknown f_name {f_name!r}; choose one of ['ratio', 'square']")
     return Problem(
-        name="student_t",
+        name=f"student_t/{f_name}" if f_name != "square" else "student_t",
         params={"df": _f32(df), "loc": _f32(loc), "scale": _f32(scale)},
         make_dist=lambda params: StudentT(params["df"], params["loc"], params["scale"]),
-        f=lambda params, x: x**2,
-        value=lambda params: params["loc"]**2
-        + params["scale"]**2 * params["df"] / (params["df"] - 2.0),
+        f=f,
+        value=value,
         kind="continuous",
         reparameterizable=True,
-        meta={"family": "student_t", "f": "square"},
+        meta={"family": "student_t", "f": f_name},
+    )
+
+
+def tanh_normal(loc: float = 6.0, scale: float = 2.0, num_nodes: int = _DEFAULT_NODES) -> Problem:
+    """a = tanh(u), u ~ N(μ, σ²) (``gradest.TanhNormal``, one action), θ = {"loc", "scale"},
+    f(a) = a.
+
+    E[tanh(u)] has no closed form; ``value`` is the trapezoidal rule of the module docstring
+    written in JAX, Σ_i w_i tanh(μ + σε_i), so ``jax.grad(value)`` = Σ_i w_i sech²(u_i)(1, ε_i)
+    is the exact gradient up to the rule's (geometrically small) error and float32 rounding. The
+    defaults saturate: tanh(u) rounds to 1 in float32 for u ≳ 9, about 9% of the draws.
+    """
+    check_positive("scale", scale)
+    eps = np.linspace(-_HALF_WIDTH, _HALF_WIDTH, num_nodes)
+    weights = (eps[1] - eps[0]) * np.exp(-0.5 * eps**2) / math.sqrt(2.0 * math.pi)
+    eps, weights = _f32(eps)[:, None], _f32(weights)[:, None]
+    return Problem(
+        name="tanh_normal",
+        params={"loc": _f32([loc]), "scale": _f32([scale])},
+        make_dist=lambda params: TanhNormal(params["loc"], params["scale"]),
+        f=lambda params, a: jnp.sum(a),
+        value=lambda params: jnp.sum(
+            weights * jnp.tanh(params["loc"][None, :] + params["scale"][None, :] * eps)),
+        kind="continuous",
+        reparameterizable=True,
+        meta={"family": "tanh_normal", "f": "identity"},
     )
 
 
 def all_problems() -> list[Problem]:
     """One representative problem of every family, with default settings."""
     return [gaussian("cos"), gaussian_direct(), gaussian_diag(), mvn_quadratic(), categorical(),
-            bernoulli(), bernoulli_vector(), categorical_vector(), gamma(), beta(), student_t()]
+            bernoulli(), bernoulli_vector(), categorical_vector(), gamma(), beta(), student_t(),
+            tanh_normal()]
 
 
 # --------------------------------------------------------------------------------------------

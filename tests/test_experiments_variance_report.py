@@ -1,6 +1,7 @@
 """experiments.variance and experiments.report run end to end and decide verdicts correctly."""
 
 import json
+import math
 import subprocess
 import sys
 import types
@@ -15,7 +16,8 @@ from experiments import report, variance
                          ids=["k", "all"])
 def test_variance_runs_end_to_end_and_writes_its_files(tmp_path, parts):
     results = variance.run(tmp_path, quick=True, seed=0, problems=("cos",), k_values=(1.0, 5.0),
-                           parts=parts, num_samples=2_000, repeats=20, other_samples=2_000)
+                           parts=parts, num_samples=2_000, repeats=20, other_samples=2_000,
+                           optimal_draws=1_024)
     figures = variance.FIGURES if parts == variance.PARTS else ("variance_vs_k.png",)
     for name in figures + ("variance.json",):
         assert (tmp_path / name).stat().st_size > 0
@@ -122,3 +124,23 @@ def test_report_renders_every_claim_and_reports_failures(tmp_path, monkeypatch):
     assert saved["machine"]["jax"] == jax.__version__ and saved["claims"]["100"]["holds"] is True
     with pytest.raises(FileExistsError):
         report.run(tmp_path, quick=True, seed=0)
+
+
+def test_optimal_baseline_table_matches_quadrature_and_pooled_matches_no_baseline():
+    """The optimal-baseline table (fixed seed, 2^14 draws per estimator, cos(x) under N(1, 1),
+    where plain optimal(K) loses to no baseline): the Monte Carlo per-draw variances of no
+    baseline and of the exact b* lie within 4 of their standard errors of the quadrature values;
+    plain optimal(8) exceeds no baseline by more than 4 combined standard errors (the old loss);
+    the pooled optimal(8) is at most no baseline's variance plus 4 combined standard errors."""
+    rows = variance.optimal_vs_exact(jax.random.key(0), 1 << 14, problems=(("cos", 1.0),),
+                                     k_values=(8,))
+    by = {(r["baseline"], r["coordinate"]): r for r in rows}
+    for name in ("none", "exact b*"):
+        for j in ("mu", "sigma"):
+            r = by[(name, j)]
+            assert abs(r["mc_variance"] - r["exact_variance"]) < 4 * r["mc_variance_se"], r
+    for j in ("mu", "sigma"):
+        none, plain, pooled = (by[(n, j)] for n in ("none", "optimal(K)", "optimal(K) pooled"))
+        se = lambda a, b: math.hypot(a["mc_variance_se"], b["mc_variance_se"])  # noqa: E731
+        assert plain["mc_variance"] > none["mc_variance"] + 4 * se(plain, none), (plain, none)
+        assert pooled["mc_variance"] <= none["mc_variance"] + 4 * se(pooled, none), (pooled, none)

@@ -172,3 +172,69 @@ def test_clipped_loss_and_gradient_agree_with_rlax(clip):
     np.testing.assert_allclose(ours(log_prob), reference(log_prob), rtol=1e-6)
     np.testing.assert_allclose(jax.grad(ours)(log_prob), jax.grad(reference)(log_prob),
                                rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("est", [
+    gradest.pathwise(), gradest.score_function(), gradest.score_function(baselines.optimal(2)),
+    gradest.zeroth_order(0.1, 2), gradest.gumbel_softmax(0.5),
+], ids=lambda e: e.traits.name)
+def test_surrogate_called_directly_rejects_a_raw_prng_key(est):
+    """The contract checks the key itself, not only estimate_grad: eagerly, under grad and vmap."""
+    make_dist, f = normal, quad
+    if est.traits.supports == "discrete":
+        make_dist = lambda p: distrax.Categorical(logits=p["mu"] * jnp.ones(3))  # noqa: E731
+        f = lambda p, y: jnp.sum(y)  # noqa: E731
+    raw = jax.random.PRNGKey(0)
+    with pytest.raises(gradest.EstimatorError, match="jax.random.key"):
+        est.surrogate(raw, P, make_dist, f, est.init())
+    with pytest.raises(gradest.EstimatorError, match="jax.random.key"):
+        jax.grad(est.surrogate, argnums=1, has_aux=True)(raw, P, make_dist, f, est.init())
+    with pytest.raises(gradest.EstimatorError, match="jax.random.key"):
+        jax.vmap(est.surrogate, in_axes=(0, None, None, None, None))(
+            jax.random.split(raw, 4), P, make_dist, f, est.init())
+    # A typed key works through the same path.
+    value, _ = est.surrogate(KEY, P, make_dist, f, est.init())
+    assert np.isfinite(float(value))
+
+
+LOGITS = {"logits": jnp.array([0.5, -1.0, 2.0])}
+VALUES = jnp.array([1.0, -2.0, 3.0])
+
+
+def _categorical(p):
+    return distrax.OneHotCategorical(logits=p["logits"], dtype=jnp.float32)
+
+
+def _dot(p, y):
+    del p
+    return jnp.dot(y, VALUES)
+
+
+def test_schedule_with_nonpositive_tau_raises_when_concrete_and_is_the_tau_to_0_limit_when_traced():
+    """τ ≤ 0 from a schedule: EstimatorError when the surrogate runs eagerly (τ concrete); under
+    jit (τ traced) the documented limit τ → 0⁺: y is the exact Gumbel-Max one-hot, f(y) its value,
+    and the gradient of the relaxed sample is 0, finite (not NaN, not the anti-softmax of τ < 0)."""
+    est = gradest.gumbel_softmax(lambda step: -1.0 + 0.0 * step)
+    with pytest.raises(gradest.EstimatorError, match="temperature"):
+        est.surrogate(KEY, LOGITS, _categorical, _dot, est.init())
+    grad_fn = jax.jit(jax.grad(est.surrogate, argnums=1, has_aux=True), static_argnums=(2, 3))
+    grads, aux = grad_fn(KEY, LOGITS, _categorical, _dot, est.init())
+    hard = jax.nn.one_hot(jnp.argmax(LOGITS["logits"] + jax.random.gumbel(KEY, (3,))), 3)
+    assert float(aux["f"]) == float(jnp.dot(hard, VALUES))
+    assert float(aux["temperature"]) == float(jnp.float32(1e-30))
+    np.testing.assert_array_equal(np.asarray(grads["logits"]), np.zeros(3))
+
+
+def test_constant_baseline_builds_under_jit_and_checks_concrete_values():
+    """b traced under jit: built and applied (the gradient equals the eager one); a concrete
+    non-finite b still raises when built."""
+    def grad(b, key):
+        est = gradest.score_function(baselines.constant(b))
+        return jax.grad(est.surrogate, argnums=1, has_aux=True)(key, P, normal, quad, est.init())[0]
+
+    jitted = jax.jit(grad)(jnp.float32(0.7), KEY)
+    chex.assert_trees_all_close(jitted, grad(0.7, KEY), rtol=1e-6)
+    jitted_tree = jax.jit(grad)({"mu": jnp.float32(0.7), "sigma": jnp.float32(-0.3)}, KEY)
+    chex.assert_tree_all_finite(jitted_tree)
+    with pytest.raises(gradest.EstimatorError, match="finite"):
+        baselines.constant({"mu": 1.0, "sigma": float("inf")})

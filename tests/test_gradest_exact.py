@@ -58,9 +58,15 @@ def test_every_unbiased_estimator_matches_the_exact_gradient(problem, seed, make
     assert z < 5.0, f"{est.traits.name} on {problem.name}: |z| = {z:.2f}, grad {out.grad}, exact {exact}"
 
 
-def test_moving_average_baseline_stays_unbiased_after_updates():
+@pytest.mark.parametrize("baseline", [baselines.moving_average(0.5),
+                                      baselines.optimal(4, per_coordinate=True, decay=0.9),
+                                      baselines.optimal(4, decay=0.9)],
+                         ids=["moving_average", "optimal_pooled_per_coordinate", "optimal_pooled"])
+def test_stateful_baselines_stay_unbiased_after_updates(baseline):
+    """Baselines pooled over earlier batches: within 5 standard errors of the exact gradient in
+    each of three consecutive batches (fixed seeds)."""
     problem = testing.gaussian("shifted_square", k=2.0)
-    est = gradest.score_function(baselines.moving_average(0.5))
+    est = gradest.score_function(baseline)
     state = est.init()
     for i in range(3):
         out = gradest.estimate_grad(est, jax.random.key(i), problem.params, problem.make_dist,

@@ -30,9 +30,10 @@ GROUPS = {
                   testing.bernoulli(f=lambda params, y: jnp.sin(params["logit"] + 2.0 * y))],
     "bernoulli_vector": [testing.bernoulli_vector()],
     "categorical_vector": [testing.categorical_vector()],
-    "gamma": [testing.gamma(f_name=name) for name in ("square", "identity", "log")],
+    "gamma": [testing.gamma(f_name=name) for name in ("square", "identity", "log", "exp_neg")],
     "beta": [testing.beta(f_name=name) for name in ("square", "identity")],
-    "student_t": [testing.student_t()],
+    "student_t": [testing.student_t(), testing.student_t(f_name="ratio")],
+    "tanh_normal": [testing.tanh_normal()],
 }
 PROBLEMS = [p for group in GROUPS.values() for p in group]
 NON_1D_GAUSSIAN = [p for p in PROBLEMS if p.meta["family"] != "gaussian"]
@@ -178,6 +179,7 @@ def test_quadrature_rejects_other_problems():
     lambda: testing.gamma(rate=-1.0),
     lambda: testing.beta(a=0.0),
     lambda: testing.student_t(df=2.0),
+    lambda: testing.student_t(f_name="cube"),
     lambda: testing.categorical(values=[1.0, 2.0], f=lambda p, y: y[0]),
     lambda: testing.categorical(values=[1.0, 2.0]),
     lambda: testing.bernoulli(f0=1.0, f=lambda p, y: y),
