@@ -359,13 +359,15 @@ def _previous_summary(output_dir: str) -> dict | None:
 # --------------------------------------------------------------------------------------------
 # Results for people: rounded numbers, a figure that shows one log interval too.
 
-def for_people(x, digits: int = 6):
+def for_people(x, digits: int | None = None):
     """A float32 number as the shortest decimal that reads back as it (0.8, not
-    0.800000011920929), rounded to ``digits`` significant digits; NaN/inf kept."""
+    0.800000011920929), rounded to ``digits`` significant digits if given (the printed line;
+    the result files keep every digit of the float32); NaN/inf kept."""
     x = float(np.float32(x))
     if not np.isfinite(x):
         return x
-    return float(f"{float(str(np.float32(x))):.{digits}g}")
+    shortest = float(str(np.float32(x)))
+    return shortest if digits is None else float(f"{shortest:.{digits}g}")
 
 
 def plot(metrics: dict, path: str, title: str) -> None:

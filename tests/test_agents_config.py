@@ -6,8 +6,10 @@ from flax import struct
 
 import agents
 from agents import sac
+from experiments.configs.sac import SACRunConfig
 
-CONFIGS = [agents.PPOConfig, agents.ReinforceConfig, agents.ActorCriticConfig, sac.SACConfig]
+CONFIGS = [agents.PPOConfig, agents.ReinforceConfig, agents.ActorCriticConfig, sac.SACConfig,
+           SACRunConfig]
 
 
 @pytest.mark.parametrize("config_cls", CONFIGS, ids=lambda c: c.__name__)
@@ -51,17 +53,17 @@ def test_defaults_are_valid(config_cls):
     (sac.SACConfig, {"buffer_size": 0}, "buffer_size must be a positive integer"),
     (sac.SACConfig, {"batch_size": 512}, "warmup_steps=256 must cover one batch "
      "(batch_size=512)"),
-    (sac.SACConfig, {"actor_estimator": "reinforce"}, "unknown actor_estimator 'reinforce'; "
+    (SACRunConfig, {"actor_estimator": "reinforce"}, "unknown actor_estimator 'reinforce'; "
      "choose one of ['pathwise', 'score_function', 'zeroth_order', 'gumbel_softmax', "
      "'straight_through', 'exact']"),
-    (sac.SACConfig, {"actor_baseline": "mean"}, "unknown actor_baseline 'mean'; choose one of"),
+    (SACRunConfig, {"actor_baseline": "mean"}, "unknown actor_baseline 'mean'; choose one of"),
     (sac.SACConfig, {"polyak": 1.01}, "polyak must lie in [0, 1]"),
     (sac.SACConfig, {"max_alpha": 0.0}, "max_alpha must be > 0 (inf: off), got 0"),
     (sac.SACConfig, {"init_alpha": -1.0}, "init_alpha must be a finite number > 0"),
-    (sac.SACConfig, {"zeroth_order_epsilon": 0.0}, "zeroth_order_epsilon must be a finite"),
-    (sac.SACConfig, {"gumbel_anneal_rate": -1e-4}, "gumbel_anneal_rate must be a finite number"),
+    (SACRunConfig, {"zeroth_order_epsilon": 0.0}, "zeroth_order_epsilon must be a finite"),
+    (SACRunConfig, {"gumbel_anneal_rate": -1e-4}, "gumbel_anneal_rate must be a finite number"),
     (sac.SACConfig, {"target_entropy_ratio": 2.0}, "target_entropy_ratio must lie in [0, 1]"),
-    (sac.SACConfig, {"total_steps": 100}, "leaves no training after warmup_steps=256"),
+    (sac.SACConfig, {"total_steps": 100}, "leaves no update of 1 env steps after warmup_steps=256"),
 ])
 def test_bad_values_are_one_line_errors_naming_the_field(config_cls, overrides, message):
     with pytest.raises(ValueError) as info:

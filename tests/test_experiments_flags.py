@@ -34,5 +34,5 @@ def test_helpshort_lists_each_modules_own_flags():
             "checkpoint_every", "config"} <= train, train
     assert "    clip_epsilon = 0.2: ε of the ratio clip" in out["train"].splitlines()
     sac_lines = out["train_sac"].splitlines()
-    assert "    actor_estimator = 'exact': one of ESTIMATORS" in sac_lines, out["train_sac"]
+    assert "    actor_estimator = 'exact': one of estimators.ESTIMATORS" in sac_lines, out["train_sac"]
     assert "(default: 'activation: null" not in out["train"]
