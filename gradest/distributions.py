@@ -111,22 +111,30 @@ class StudentT(distrax.Distribution):
         normal, log_scale = self._standard_draw(seed, 1)
         return self._from_standard(normal, log_scale)[0], (normal[0], log_scale[0])
 
-    def _log_density(self, log1p_sq: Array) -> Array:
+    def _log_density(self, log1p_sq: Array, nu: Array | None = None,
+                     scale: Array | None = None) -> Array:
         """log p(x) from log(1 + z²/ν)."""
-        nu = self._df
+        nu = self._df if nu is None else nu
+        scale = self._scale if scale is None else scale
         return (gammaln(0.5 * (nu + 1.0)) - gammaln(0.5 * nu) - 0.5 * jnp.log(nu * jnp.pi)
-                - jnp.log(self._scale) - 0.5 * (nu + 1.0) * log1p_sq)
+                - jnp.log(scale) - 0.5 * (nu + 1.0) * log1p_sq)
 
     def log_prob(self, value: Array) -> Array:
-        z = (value - self._loc) / self._scale
+        value = jnp.asarray(value)
+        # Sample axes in front of the batch axes: the parameters get them explicitly (no
+        # implicit rank promotion).
+        lead = (1,) * (value.ndim - len(self.batch_shape))
+        nu, loc, scale = (jnp.reshape(jnp.broadcast_to(p, self.batch_shape), lead + self.batch_shape)
+                          for p in (self._df, self._loc, self._scale))
+        z = (value - loc) / scale
         # log(1 + r²), r = |z|/√ν, as 2 log r + log1p(r⁻²) for r > 1: z² overflows float32 once
         # |z| ≳ 2e19, which small-df draws reach. Each branch gets safe inputs so the unused one
         # has no inf/NaN gradient.
-        r = jnp.abs(z) / jnp.sqrt(self._df)
+        r = jnp.abs(z) / jnp.sqrt(nu)
         big = r > 1.0
         r_small, r_big = jnp.where(big, 0.0, r), jnp.where(big, r, 1.0)
         return self._log_density(jnp.where(big, 2.0 * jnp.log(r_big) + jnp.log1p(r_big**-2),
-                                           jnp.log1p(r_small**2)))
+                                           jnp.log1p(r_small**2)), nu, scale)
 
     def log_prob_from_latent(self, latent: tuple[Array, Array]) -> Array:
         """log pθ(x) at the draw x = μ₀ + σ₀ N e^h made with this distribution's parameters held
