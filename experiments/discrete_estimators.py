@@ -502,8 +502,9 @@ def _vae_se(a: dict, b: dict) -> float:
     return float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
 
 
-RULE = ("Holds unless a paper ordering (DisARM ≤ ARM; RELAX ≤ REBAR ≤ REINFORCE, on the toy "
-        "without and in the VAEs with a leave-one-out baseline) is reversed: the estimator reported lower has a log₁₀ variance "
+RULE = ("Holds when no paper ordering (DisARM ≤ ARM; RELAX ≤ REBAR ≤ REINFORCE, on the toy "
+        "without and in the VAEs with a leave-one-out baseline) is reversed, a reversal being "
+        "that the estimator reported lower has a log₁₀ variance "
         "per function evaluation above the other's by more than "
         f"{SE_MULTIPLE:g} standard errors, on the toy at θ = 0 or in either VAE (mean over "
         "training, paired over seeds).")
