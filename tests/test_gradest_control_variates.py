@@ -66,7 +66,8 @@ _EXPENSIVE = ("gamma", "beta", "student_t", "mvn")
 
 @pytest.mark.parametrize("problem", [
     pytest.param(p, id=p.name, marks=[pytest.mark.slow] if p.name.startswith(_EXPENSIVE) else [])
-    for p in testing.all_problems()])
+    # The linear control variate needs E z in closed form; a tanh-squashed Gaussian has none.
+    for p in testing.all_problems() if p.meta["family"] != "tanh_normal"])
 def test_control_variate_around_score_function_is_unbiased(problem):
     h, expectation = _linear_control_variate(problem)
     _assert_unbiased(gradest.control_variate(gradest.score_function(), h, expectation, 8), problem, 1)
