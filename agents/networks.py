@@ -9,14 +9,16 @@
   Q(s, ·), one output per action.
 
 Widths and the activation are configurable. Initialization follows the PPO implementation
-details (Huang et al., 2022), with flax's initializers: orthogonal hidden layers with gain √2, a
-policy output with gain 0.01 (so the initial policy is near uniform / near the zero mean), a
-value output with gain 1, zero biases.
+details (Huang et al., 2022): orthogonal hidden layers with gain √2, a policy output with gain
+0.01 (so the initial policy is near uniform / near the zero mean), a value output with gain 1,
+zero biases. The orthogonal weights are ``orthogonal``'s: the same matrices as flax's
+initializer, computed without LAPACK (its docstring says why).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+import math
 
 import distrax
 import flax.linen as nn
@@ -46,11 +48,50 @@ def activation(name: str) -> Callable[[Array], Array]:
         raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}") from None
 
 
+def _orthonormal_columns(z: Array) -> Array:
+    """Q of the QR factorization z = QR with diag(R) > 0, for z of shape [m, n], m ≥ n.
+
+    Classical Gram–Schmidt, each column orthogonalized twice (“twice is enough”: the second pass
+    brings ‖QᵀQ − I‖ down to rounding, as Householder QR does). Gram–Schmidt makes
+    R_jj = ‖v_j‖ > 0, the sign convention of ``jax.random.orthogonal``.
+    """
+    def column(j, q):
+        v = z[:, j]
+        for _ in range(2):
+            v = v - q @ (q.T @ v)        # q's columns ≥ j are still zero
+        return q.at[:, j].set(v / jnp.linalg.norm(v))
+
+    return jax.lax.fori_loop(0, z.shape[1], column, jnp.zeros_like(z))
+
+
+def orthogonal(scale: float = 1.0) -> Callable[..., Array]:
+    """flax's ``orthogonal(scale)`` initializer (Saxe et al., 2014) for dense kernels
+    ``[inputs, outputs]``: the same matrices for the same key, up to rounding.
+
+    jaxlib 0.10.2 on the CPU runs a batched LAPACK QR (the QR of ``jax.random.orthogonal`` under
+    ``vmap`` over seeds) as tasks on XLA's intra-op thread pool and blocks its own pool thread
+    until they finish. When the pool's threads all run such QRs at once, as the independent
+    layer initializations of one ``jit(vmap(train))`` do on a 2-core machine, none is left to run
+    the tasks and the program hangs for good. Drawing the same Gaussian matrix and
+    orthonormalizing it with matrix products and a loop (``_orthonormal_columns``) calls no
+    LAPACK kernel; it runs once per training, so its cost does not matter.
+    """
+    def init(key: Array, shape: Sequence[int], dtype=jnp.float32) -> Array:
+        if len(shape) < 2:
+            raise ValueError(f"orthogonal needs a shape of rank ≥ 2, got {tuple(shape)}")
+        n_rows, n_cols = math.prod(shape[:-1]), shape[-1]
+        z = jax.random.normal(key, (max(n_rows, n_cols), min(n_rows, n_cols)), dtype)
+        q = _orthonormal_columns(z)
+        q = q.T if n_rows < n_cols else q
+        return jnp.asarray(scale, dtype) * jnp.reshape(q, shape)
+
+    return init
+
+
 def dense(features: int, gain: float) -> nn.Dense:
-    """A dense layer with orthogonal weights of the given gain (flax's ``orthogonal``
-    initializer, Saxe et al., 2014) and zero bias."""
-    return nn.Dense(features, kernel_init=nn.initializers.orthogonal(gain),
-                    bias_init=nn.initializers.zeros)
+    """A dense layer with orthogonal weights of the given gain (``orthogonal``) and zero
+    bias."""
+    return nn.Dense(features, kernel_init=orthogonal(gain), bias_init=nn.initializers.zeros)
 
 
 class MLP(nn.Module):

@@ -3,6 +3,8 @@ tests run on (``jax.export`` lowers for any platform without its device): code t
 compiles on one backend, such as a patched lowering, fails here. Tiny networks and budgets:
 lowering, not compiling, so each case takes a few seconds."""
 
+import re
+
 import gymnax
 import jax
 import pytest
@@ -38,3 +40,27 @@ def test_train_lowers_for_cuda_and_tpu(agent, env_id, overrides):
     # The seeds' outputs come back: the program is the training run, not a stub of it.
     assert len(exported.out_avals) == len(jax.tree.leaves(jax.eval_shape(train, keys)))
     assert "stablehlo.while" in module
+
+
+def _lowered(agent, env_id, overrides, platforms):
+    entry = configs.REGISTRY[agent]
+    config = entry.get_config(env_id)
+    config.update({**SMALL, **overrides})
+    env, env_params = gymnax.make(env_id)
+    train = jax.vmap(entry.make_train(configs.build(entry, config), env, env_params))
+    keys = jax.ShapeDtypeStruct((2,), jax.random.key(0).dtype)
+    return jax.export.export(jax.jit(train), platforms=platforms)(keys).mlir_module()
+
+
+@pytest.mark.parametrize("agent,env_id,overrides", CASES, ids=[f"{a}-{e}" for a, e, _ in CASES])
+def test_train_on_the_cpu_calls_no_lapack_kernel(agent, env_id, overrides):
+    """jaxlib's batched LAPACK kernels (flax's orthogonal initializer under ``vmap`` over seeds
+    calls two) can hang a 2-core CPU for good (``agents.networks.orthogonal``); the agents'
+    CPU program must call none. The control: the same export of flax's initializer does."""
+    module = _lowered(agent, env_id, overrides, ("cpu",))
+    assert "stablehlo.while" in module
+    assert not re.findall(r"custom_call @lapack\w*", module)
+    keys = jax.ShapeDtypeStruct((2,), jax.random.key(0).dtype)
+    flax_init = jax.vmap(lambda k: jax.nn.initializers.orthogonal()(k, (8, 8)))
+    control = jax.export.export(jax.jit(flax_init), platforms=("cpu",))(keys).mlir_module()
+    assert re.findall(r"custom_call @lapack\w*", control)
