@@ -63,6 +63,14 @@ def _check_group_size(name: str, num_samples: int) -> int:
     return num_samples
 
 
+def _check_decay(decay: float) -> float:
+    """A discount factor in (0, 1), or ``EstimatorError``."""
+    d = check_positive("decay", decay)
+    if d >= 1.0:
+        raise EstimatorError(f"decay must lie in (0, 1), got {decay!r}")
+    return d
+
+
 def none() -> Baseline:
     """b = 0: the plain score-function (REINFORCE) estimator f(z) ∇θ log qθ(z)."""
     return Baseline("none", 1, False, False, no_state,
@@ -165,60 +173,66 @@ def optimal(num_samples: int, per_coordinate: bool = False,
     """
     k = _check_group_size("optimal", num_samples)
     if decay is not None:
-        decay = check_positive("decay", decay)
-        if decay >= 1.0:
-            raise EstimatorError(f"decay must lie in (0, 1), got {decay!r}")
-
-    def weights_of(scores):
-        # [K, ...] per leaf (per coordinate) or [K] (scalar).
-        if per_coordinate:
-            return jax.tree.map(lambda s: s**2, scores)
-        return _score_sq_norms(scores)
-
-    def ratio(w, f, pooled_f, pooled_w):
-        # w: [K, ...]; f: [K], given the coordinate axes explicitly.
-        f = jnp.reshape(f, (k,) + (1,) * (w.ndim - 1))
-        num = jnp.broadcast_to(pooled_f, w.shape[1:])[None] + _leave_one_out_sums(f * w)
-        den = jnp.broadcast_to(pooled_w, w.shape[1:])[None] + _leave_one_out_sums(w)
-        return jnp.where(den > _TINY, num / jnp.maximum(den, _TINY), 0.0)
-
-    def init():
-        if decay is None:
-            return no_state()
-        # The sums' shapes follow θ's, known only from the scores: start from scalar zeros,
-        # which broadcast against any coordinate shape; the first update gives them θ's
-        # structure (so a lax.scan carry needs one update before the loop).
-        return PooledOptimalState(jnp.zeros(()), jnp.zeros(()))
+        decay = _check_decay(decay)
 
     def value(f, scores, state):
-        w = weights_of(scores)
+        w = _optimal_weights(scores, per_coordinate)
         if decay is None:
-            return jax.tree.map(lambda wj: ratio(wj, f, jnp.zeros(()), jnp.zeros(())), w)
+            return jax.tree.map(lambda wj: _optimal_ratio(wj, f, jnp.zeros(()), jnp.zeros(())), w)
         if per_coordinate:
-            return jax.tree.map(lambda wj, pf, pw: ratio(wj, f, pf, pw), w,
+            return jax.tree.map(lambda wj, pf, pw: _optimal_ratio(wj, f, pf, pw), w,
                                 _like(state.weighted_f, w), _like(state.weights, w))
-        return ratio(w, f, state.weighted_f, state.weights)
-
-    def stats(f, scores):
-        # Σ over the group's draws of (f w, w): what update pools.
-        w = weights_of(scores)
-        return (jax.tree.map(lambda wj: jnp.sum(jnp.reshape(f, (k,) + (1,) * (wj.ndim - 1)) * wj,
-                                                axis=0), w),
-                jax.tree.map(lambda wj: jnp.sum(wj, axis=0), w))
+        return _optimal_ratio(w, f, state.weighted_f, state.weights)
 
     def update(state, batch):
         weighted_f, weights = batch
-        # Sum over the batch's surrogate calls (leading axis), discounted over batches.
-        return PooledOptimalState(
-            jax.tree.map(lambda p, b: decay * p + jnp.sum(b, axis=0), _like(state.weighted_f, weighted_f),
-                         weighted_f),
-            jax.tree.map(lambda p, b: decay * p + jnp.sum(b, axis=0), _like(state.weights, weights),
-                         weights))
+        return PooledOptimalState(_discounted_sum(decay, state.weighted_f, weighted_f),
+                                  _discounted_sum(decay, state.weights, weights))
 
     name = "optimal_per_coordinate" if per_coordinate else "optimal"
     if decay is None:
         return Baseline(name, k, True, per_coordinate, no_state, value, _unchanged)
-    return Baseline(f"{name}_pooled", k, True, per_coordinate, init, value, update, stats)
+    return Baseline(f"{name}_pooled", k, True, per_coordinate, _empty_pooled_state, value, update,
+                    lambda f, scores: _optimal_stats(f, _optimal_weights(scores, per_coordinate)))
+
+
+def _empty_pooled_state() -> PooledOptimalState:
+    """The pooled optimal baseline's first state. The sums' shapes follow θ's, known only from the
+    scores: start from scalar zeros, which broadcast against any coordinate shape; the first
+    update gives them θ's structure (so a lax.scan carry needs one update before the loop)."""
+    return PooledOptimalState(jnp.zeros(()), jnp.zeros(()))
+
+
+def _optimal_weights(scores: Any, per_coordinate: bool) -> Any:
+    """The weights of b* = E[f w]/E[w] for each draw of a group: w_kj = s_kj² per coordinate (a
+    pytree of ``[K, ...]`` leaves shaped like θ) or w_k = ‖s_k‖² (``[K]``)."""
+    if per_coordinate:
+        return jax.tree.map(lambda s: s**2, scores)
+    return _score_sq_norms(scores)
+
+
+def _along_draws(f: Array, w: Array) -> Array:
+    """f (``[K]``) given w's coordinate axes explicitly, so that f · w never promotes ranks."""
+    return jnp.reshape(f, (w.shape[0],) + (1,) * (w.ndim - 1))
+
+
+def _optimal_ratio(w: Array, f: Array, pooled_f: Any, pooled_w: Any) -> Array:
+    """b_i = (P_f + Σ_{k≠i} f_k w_k) / (P_w + Σ_{k≠i} w_k) for each draw i (w: ``[K, ...]``,
+    f: ``[K]``), and 0 where no draw carries any weight."""
+    num = jnp.broadcast_to(pooled_f, w.shape[1:])[None] + _leave_one_out_sums(_along_draws(f, w) * w)
+    den = jnp.broadcast_to(pooled_w, w.shape[1:])[None] + _leave_one_out_sums(w)
+    return jnp.where(den > _TINY, num / jnp.maximum(den, _TINY), 0.0)
+
+
+def _optimal_stats(f: Array, weights: Any) -> tuple[Any, Any]:
+    """Σ over a group's draws of (f w, w): what the pooled optimal baseline's update adds."""
+    return (jax.tree.map(lambda w: jnp.sum(_along_draws(f, w) * w, axis=0), weights),
+            jax.tree.map(lambda w: jnp.sum(w, axis=0), weights))
+
+
+def _discounted_sum(decay: float, pooled: Any, batch: Any) -> Any:
+    """decay · P + Σ over the batch's surrogate calls (its leading axis), leaf by leaf."""
+    return jax.tree.map(lambda p, b: decay * p + jnp.sum(b, axis=0), _like(pooled, batch), batch)
 
 
 def _like(state_leaf: Any, tree: Any) -> Any:
@@ -242,9 +256,7 @@ def moving_average(decay: float = 0.9) -> Baseline:
     (b = 0 before the first update). It uses only earlier batches, so it is independent of the
     current draws and the estimator stays unbiased.
     """
-    d = check_positive("decay", decay)
-    if d >= 1.0:
-        raise EstimatorError(f"decay must lie in (0, 1), got {decay!r}")
+    d = _check_decay(decay)
 
     def init():
         return MovingAverageState(jnp.zeros(()), jnp.zeros((), jnp.int32))
