@@ -52,6 +52,31 @@ def _axpy(a, x, y):
     return jax.tree.map(lambda xi, yi: yi + a * xi, x, y)
 
 
+def _smoothing_point(key, params, make_dist, traits):
+    """(key for the directions, the point x they perturb, θ as f sees it).
+
+    Without ``make_dist`` x = θ and f sees sg(θ): the gradient comes from ĝ alone. With one, x is
+    a reparameterized sample of qθ that stays differentiable, so the linear term chains ĝ through
+    dz/dθ, and f sees θ itself for its direct dependence.
+    """
+    if make_dist is None:
+        return key, params, sg(params)
+    dist = make_dist(params)
+    check_distribution(traits, dist)
+    key_x, key_u = jax.random.split(key)
+    return key_u, dist.sample(seed=key_x), params
+
+
+def _baseline_values(baseline, fx, f_plus, us):
+    """b for each of the M directions: 0 (``"none"``), f(x) (``"value"``), or b* estimated
+    leave-one-out, b_i = Σ_{k≠i} f(x + εu_k) ‖u_k‖² / Σ_{k≠i} ‖u_k‖² (``"optimal"``)."""
+    if baseline == "none":
+        return jnp.zeros_like(f_plus)
+    if baseline == "value":
+        return jnp.broadcast_to(sg(fx), f_plus.shape)
+    u_sq = jax.vmap(lambda u: tree_vdot(u, u))(us)
+    return (jnp.sum(f_plus * u_sq) - f_plus * u_sq) / (jnp.sum(u_sq) - u_sq)
+
 def zeroth_order(epsilon: float = 0.1, num_directions: int = 1, antithetic: bool = False,
                  baseline: str = "value") -> GradientEstimator:
     """Gaussian-smoothing estimator of ∇ₓ f with ``num_directions`` directions per sample.
@@ -80,17 +105,7 @@ def zeroth_order(epsilon: float = 0.1, num_directions: int = 1, antithetic: bool
 
     def surrogate(key, params, make_dist, f, state):
         del state
-        if make_dist is None:
-            key_u = key
-            x = params
-            theta = sg(params)
-        else:
-            dist = make_dist(params)
-            check_distribution(traits, dist)
-            key_x, key_u = jax.random.split(key)
-            # The sample stays differentiable: ĝ is chained through dz/dθ by the linear term.
-            x = dist.sample(seed=key_x)
-            theta = params
+        key_u, x, theta = _smoothing_point(key, params, make_dist, traits)
         x0 = sg(x)
         fx = check_scalar_objective(f(theta, x0))
         us = jax.vmap(lambda kk: _normal_like(kk, x0))(jax.random.split(key_u, m))
@@ -99,19 +114,11 @@ def zeroth_order(epsilon: float = 0.1, num_directions: int = 1, antithetic: bool
             f_minus = jax.vmap(lambda u: sg(f(theta, _axpy(-eps, u, x0))))(us)
             coef = (f_plus - f_minus) / (2.0 * eps)
         else:
-            if baseline == "none":
-                b = jnp.zeros_like(f_plus)
-            elif baseline == "value":
-                b = jnp.broadcast_to(sg(fx), f_plus.shape)
-            else:
-                u_sq = jax.vmap(lambda u: tree_vdot(u, u))(us)
-                num = jnp.sum(f_plus * u_sq) - f_plus * u_sq
-                den = jnp.sum(u_sq) - u_sq
-                b = num / den
-            coef = (f_plus - b) / eps
+            coef = (f_plus - _baseline_values(baseline, fx, f_plus, us)) / eps
         g_hat = jax.tree.map(
             lambda u: jnp.mean(jnp.reshape(coef, (m,) + (1,) * (u.ndim - 1)) * u, axis=0), us)
         value = fx + linear_term(g_hat, x)
         return value, {"f": fx}
 
     return GradientEstimator(no_state, surrogate, keep_state, traits)
+
