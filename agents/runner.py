@@ -449,18 +449,13 @@ def run(trainer: SeedTrainer, *, checkpoints: Checkpoints | None = None,
     this run's). ``stop_after``: return (``output=None``) once that many log intervals are done
     and saved, as a preempted job would. ``on_start(log intervals restored, damaged steps
     skipped)`` is called once the run's starting point is settled (a resume accepted), before
-    anything compiles: where a caller reports it and writes what describes the run. Raises ``Diverged`` at the first log interval whose
-    metrics, or the chunk whose final state, are not finite, after saving the last good state.
+    anything compiles: where a caller reports it and writes what describes the run. Raises
+    ``Diverged`` at the first log interval whose metrics, or the chunk whose final state, are not
+    finite, after saving the last good state.
     """
     num_logs = trainer.stages.num_logs
     chunk = min(checkpoint_every or num_logs, num_logs)
-    logs_done, carry, chunks, damaged = 0, None, [], []
-    if checkpoints is not None and checkpoints.latest() is not None:
-        if not resume:
-            raise CheckpointError(f"{checkpoints.directory} already holds checkpoints; resume "
-                                  "them, or start afresh elsewhere")
-        logs_done, carry, saved, damaged = checkpoints.restore(trainer)
-        chunks = [saved] if logs_done else []
+    logs_done, carry, chunks, damaged = _starting_point(trainer, checkpoints, resume)
     resumed_at = logs_done
     if on_start is not None:
         on_start(resumed_at, damaged)
@@ -471,23 +466,7 @@ def run(trainer: SeedTrainer, *, checkpoints: Checkpoints | None = None,
         carry = trainer.init()
     while logs_done < num_logs:
         n = min(chunk, num_logs - logs_done)
-        try:
-            new_carry, raw = trainer.run(carry, logs_done, n)
-            raw = _host_metrics(raw)
-            carry_ok = trainer.finite(new_carry)
-        except FloatingPointError as e:   # jax_debug_nans
-            _diverged(trainer, checkpoints, carry, chunks, logs_done,
-                      f"log intervals {logs_done}–{logs_done + n - 1}", "unknown",
-                      str(e).strip().splitlines()[0])
-        found = first_non_finite(raw, carry_ok)
-        if found is not None:
-            log, seeds, names = found
-            step = int(raw["env_steps"][seeds[0], log])
-            chunks.append({k: v[:, :log] for k, v in raw.items()})
-            _diverged(trainer, checkpoints, carry, chunks, logs_done,
-                      f"log interval {logs_done + log} (env step {step:,} per seed)", seeds,
-                      f"non-finite {', '.join(names)}")
-        carry = new_carry
+        carry, raw = _finite_chunk(trainer, checkpoints, carry, chunks, logs_done, n)
         chunks.append(raw)
         logs_done += n
         if checkpoints is not None:
@@ -502,6 +481,43 @@ def run(trainer: SeedTrainer, *, checkpoints: Checkpoints | None = None,
     params, obs_stats = trainer.output(carry)
     output = TrainOutput(params, obs_stats, finish_metrics(_concat(chunks)))
     return RunResult(output, logs_done, resumed_at, compile_s, train_s, damaged)
+
+
+def _starting_point(trainer: SeedTrainer, checkpoints: Checkpoints | None, resume: bool
+                    ) -> tuple[int, object, list[dict], list[Damaged]]:
+    """(log intervals done, carry, metric chunks so far, damaged checkpoints skipped) where the
+    run starts: the latest checkpoint that restores with ``resume``, else nothing done and no
+    carry yet; existing checkpoints without ``resume`` are a ``CheckpointError``."""
+    if checkpoints is None or checkpoints.latest() is None:
+        return 0, None, [], []
+    if not resume:
+        raise CheckpointError(f"{checkpoints.directory} already holds checkpoints; resume "
+                              "them, or start afresh elsewhere")
+    logs_done, carry, saved, damaged = checkpoints.restore(trainer)
+    return logs_done, carry, [saved] if logs_done else [], damaged
+
+
+def _finite_chunk(trainer: SeedTrainer, checkpoints: Checkpoints | None, carry,
+                  chunks: list[dict], logs_done: int, n: int) -> tuple[object, dict]:
+    """The next ``n`` log intervals from ``carry``: (new carry, host metrics) when every metric
+    and the final state are finite; otherwise saves the last good state and raises ``Diverged``
+    at the first non-finite log interval (the whole chunk under ``jax_debug_nans``)."""
+    try:
+        new_carry, raw = trainer.run(carry, logs_done, n)
+        raw = _host_metrics(raw)
+        carry_ok = trainer.finite(new_carry)
+    except FloatingPointError as e:   # jax_debug_nans
+        _diverged(trainer, checkpoints, carry, chunks, logs_done,
+                  f"log intervals {logs_done}–{logs_done + n - 1}", "unknown",
+                  str(e).strip().splitlines()[0])
+    found = first_non_finite(raw, carry_ok)
+    if found is not None:
+        log, seeds, names = found
+        step = int(raw["env_steps"][seeds[0], log])
+        _diverged(trainer, checkpoints, carry, chunks + [{k: v[:, :log] for k, v in raw.items()}],
+                  logs_done, f"log interval {logs_done + log} (env step {step:,} per seed)", seeds,
+                  f"non-finite {', '.join(names)}")
+    return new_carry, raw
 
 
 def _diverged(trainer: SeedTrainer, checkpoints: Checkpoints | None, last_good_carry,
