@@ -174,6 +174,62 @@ def plot(result: dict, path: str) -> None:
     _common.save_figure(fig, path)
 
 
+def _checked_seed_counts(seed_counts, agents) -> list[int]:
+    """The seed counts, sorted without repeats; ``ValueError`` for a count below 1 or an agent
+    not in ``AGENTS``."""
+    counts = sorted({int(n) for n in seed_counts})
+    if not counts or counts[0] < 1:
+        raise ValueError(f"seed counts must be positive, got {counts}")
+    unknown = set(agents) - set(AGENTS)
+    if unknown:
+        raise ValueError(f"unknown agents {sorted(unknown)}; choose from {sorted(AGENTS)}")
+    return counts
+
+
+def plan_device_sweep(device_count: int, sharding: bool, device_counts, wanted_seeds: int
+                      ) -> tuple[list[int], dict]:
+    """(device counts to time, the sweep's description for the JSON) of the device sweep.
+
+    ``device_counts``: as asked (``None``: 1, 2, 4, … up to ``device_count`` when there is more
+    than one device), kept where between 1 and ``device_count``. The sweep runs where two or more
+    remain and ``train_seeds`` can shard, at ``wanted_seeds`` rounded down to a multiple of every
+    device count (at least one such multiple); otherwise no count is timed, and the description
+    says why.
+    """
+    if device_counts is None:
+        device_counts = default_device_counts(device_count) if device_count > 1 else []
+    device_counts = sorted({int(d) for d in device_counts if 1 <= int(d) <= device_count})
+    sweep = {"device_counts": device_counts, "num_seeds": None, "status": "not run",
+             "note": "one device" if device_count == 1 else ""}
+    if len(device_counts) < 2:
+        return [], sweep
+    if not sharding:
+        sweep.update(status="skipped", note="agents.runner.train_seeds takes no devices= "
+                     "argument: every seed count ran on one device")
+        return [], sweep
+    lcm = math.lcm(*device_counts)
+    sweep.update(status="run", num_seeds=max(lcm, wanted_seeds // lcm * lcm), note="")
+    return device_counts, sweep
+
+
+def seed_sweep_devices(num_seeds: int, device_count: int, sharding: bool) -> int | None:
+    """Devices for ``num_seeds`` seeds in the seed sweep: all that divide the seeds evenly (1 seed:
+    one device, under plain jit), or ``None`` (``train_seeds``'s own placement) where there is
+    one device or ``train_seeds`` cannot shard."""
+    if not sharding or device_count == 1:
+        return None
+    return max(d for d in default_device_counts(device_count) if num_seeds % d == 0)
+
+
+def _timed_row(agent: str, sweep: str, built, num_seeds: int, num_devices: int | None,
+               repeats: int, seed: int) -> dict:
+    """One row of the table (``time_point`` with the agent, its env and the sweep), printed."""
+    row = {"agent": agent, "env": AGENTS[agent], "sweep": sweep,
+           **time_point(built, num_seeds, num_devices, repeats, seed)}
+    _print_row(row)
+    return row
+
+
 def run_scaling_suite(output_dir: str, seed_counts=FULL.seed_counts, device_counts=None, *,
                       ppo_steps: int = FULL.ppo_steps, sac_steps: int = FULL.sac_steps,
                       repeats: int = FULL.repeats, seed: int = 0, agents=tuple(AGENTS),
@@ -193,38 +249,12 @@ def run_scaling_suite(output_dir: str, seed_counts=FULL.seed_counts, device_coun
         count); default the largest seed count.
       overrides: per agent, config overrides on top of the suite's (e.g. tiny networks in tests).
     """
-    seed_counts = sorted({int(n) for n in seed_counts})
-    if not seed_counts or seed_counts[0] < 1:
-        raise ValueError(f"seed counts must be positive, got {seed_counts}")
-    unknown = set(agents) - set(AGENTS)
-    if unknown:
-        raise ValueError(f"unknown agents {sorted(unknown)}; choose from {sorted(AGENTS)}")
+    seed_counts = _checked_seed_counts(seed_counts, agents)
     overrides = overrides or {}
     info = device_info()
     sharding = supports_devices()
-    if device_counts is None:
-        device_counts = default_device_counts(info["device_count"]) if info["device_count"] > 1 else []
-    device_counts = sorted({int(d) for d in device_counts if 1 <= int(d) <= info["device_count"]})
-    sweep = {"device_counts": device_counts, "num_seeds": None, "status": "not run",
-             "note": "one device" if info["device_count"] == 1 else ""}
-    if len(device_counts) > 1 and not sharding:
-        sweep.update(status="skipped", note="agents.runner.train_seeds takes no devices= "
-                     "argument: every seed count ran on one device")
-        device_counts = []
-    elif len(device_counts) > 1:
-        lcm = math.lcm(*device_counts)
-        wanted = device_sweep_seeds or max(seed_counts)
-        sweep.update(status="run", num_seeds=max(lcm, wanted // lcm * lcm), note="")
-    else:
-        device_counts = []
-
-    def seed_sweep_devices(n: int) -> int | None:
-        # All devices that divide the seeds evenly (1 seed: one device, under plain jit).
-        if not sharding or info["device_count"] == 1:
-            return None
-        counts = default_device_counts(info["device_count"])
-        return max(d for d in counts if n % d == 0)
-
+    device_counts, sweep = plan_device_sweep(info["device_count"], sharding, device_counts,
+                                             device_sweep_seeds or max(seed_counts))
     progress = _common.Progress("scaling")
     budgets = {"ppo": ppo_steps, "sac": sac_steps}
     built = {a: make_agent(a, budgets[a], overrides.get(a)) for a in agents}
@@ -237,15 +267,10 @@ def run_scaling_suite(output_dir: str, seed_counts=FULL.seed_counts, device_coun
     _print_header()
     for agent in agents:
         for n in seed_counts:
-            row = {"agent": agent, "env": AGENTS[agent], "sweep": "seeds",
-                   **time_point(built[agent], n, seed_sweep_devices(n), repeats, seed)}
-            seed_rows.append(row)
-            _print_row(row)
-        for d in device_counts:
-            row = {"agent": agent, "env": AGENTS[agent], "sweep": "devices",
-                   **time_point(built[agent], sweep["num_seeds"], d, repeats, seed)}
-            device_rows.append(row)
-            _print_row(row)
+            devices = seed_sweep_devices(n, info["device_count"], sharding)
+            seed_rows.append(_timed_row(agent, "seeds", built[agent], n, devices, repeats, seed))
+        device_rows += [_timed_row(agent, "devices", built[agent], sweep["num_seeds"], d, repeats,
+                                   seed) for d in device_counts]
     progress(f"done ({len(seed_rows)} seed points, {len(device_rows)} device points)")
     if sweep["status"] == "run" and info["platform"] == "cpu":
         sweep["note"] = "CPU devices share the host's cores: the sweep checks the code path"
