@@ -396,25 +396,8 @@ def run(output_dir, *, num_seeds: int | None = None, total_steps: int | None = N
                "variants": {}}
     configs = {name: variant_config(base_config(sz.total_steps, **config_overrides),
                                     VARIANTS[name]) for name in variants}
-    trained = {}
-    for name, config in configs.items():
-        trained[name] = train_variant(config, VARIANTS[name], keys)
-        final = trained[name]["metrics"]["eval_return"][:, -1]
-        log(f"{name}: final return {np.mean(final):.1f} (per seed {np.round(final).tolist()}), "
-            f"train {trained[name]['train_seconds']:.1f}s")
-    k_inputs, k_run = jax.random.split(prng_key(seed))
-    inputs = _update_inputs(configs, k_inputs)
-    costs = update_costs(inputs, k_run)
-    seconds = time_updates(inputs, k_run, sz.timing_updates)
-    for name, result in trained.items():
-        result["seconds_per_update"] = seconds[name]
-        result["update_cost"] = costs[name]
-        results["variants"][name] = summarize(name, result)
-        results["variants"][name]["actor_learning_rate"] = float(
-            configs[name].learning_rate * configs[name].actor_lr_scale)
-        log(f"{name}: {costs[name]['flops'] / 1e6:.1f} MFLOP, "
-            f"{costs[name]['bytes_accessed'] / 1e6:.1f} MB accessed, "
-            f"{seconds[name] * 1e3:.2f} ms per update")
+    trained = _train_all(configs, keys, log)
+    results["variants"] = _summaries(trained, configs, prng_key(seed), sz.timing_updates, log)
     results["config"] = dataclasses.asdict(base_config(sz.total_steps, **config_overrides))
     results["tuning"] = TUNING
     if all(n in results["variants"] for n in VERDICT_VARIANTS):
@@ -422,6 +405,44 @@ def run(output_dir, *, num_seeds: int | None = None, total_steps: int | None = N
     else:
         results["verdict"] = {"holds": None, "line": "verdict needs pathwise, score_function+V "
                                                      "and score_function"}
+    _write_outputs(results, out)
+    return results
+
+
+def _train_all(configs: dict, keys: jax.Array, log) -> dict:
+    """name -> ``train_variant``'s result for every variant of ``configs``, all on the same seed
+    keys, each variant's final returns logged as it finishes."""
+    trained = {}
+    for name, config in configs.items():
+        trained[name] = train_variant(config, VARIANTS[name], keys)
+        final = trained[name]["metrics"]["eval_return"][:, -1]
+        log(f"{name}: final return {np.mean(final):.1f} (per seed {np.round(final).tolist()}), "
+            f"train {trained[name]['train_seconds']:.1f}s")
+    return trained
+
+
+def _summaries(trained: dict, configs: dict, key: jax.Array, timing_updates: int, log) -> dict:
+    """name -> ``summarize``'s numbers for every trained variant, with the cost of one gradient
+    update (counted by XLA, and timed over ``timing_updates``) and the actor's learning rate."""
+    k_inputs, k_run = jax.random.split(key)
+    inputs = _update_inputs(configs, k_inputs)
+    costs = update_costs(inputs, k_run)
+    seconds = time_updates(inputs, k_run, timing_updates)
+    summaries = {}
+    for name, result in trained.items():
+        result["seconds_per_update"] = seconds[name]
+        result["update_cost"] = costs[name]
+        summaries[name] = summarize(name, result)
+        summaries[name]["actor_learning_rate"] = float(
+            configs[name].learning_rate * configs[name].actor_lr_scale)
+        log(f"{name}: {costs[name]['flops'] / 1e6:.1f} MFLOP, "
+            f"{costs[name]['bytes_accessed'] / 1e6:.1f} MB accessed, "
+            f"{seconds[name] * 1e3:.2f} ms per update")
+    return summaries
+
+
+def _write_outputs(results: dict, out) -> None:
+    """The three figures (``FIGURES``), ``sac_estimators.json`` and ``verdict.md`` in ``out``."""
     plot_curves(results, "eval_return_curve", "greedy return", out / "learning_curves.png")
     plot_curves(results, "grad_variance_curve", "actor-gradient variance (tr Var)",
                 out / "grad_variance.png", log_scale=True)
@@ -429,7 +450,6 @@ def run(output_dir, *, num_seeds: int | None = None, total_steps: int | None = N
                 log_scale=True)
     _common.write_json(out / "sac_estimators.json", results)
     write_markdown(results, out / "verdict.md")
-    return results
 
 
 # --------------------------------------------------------------------------------------------
