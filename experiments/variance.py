@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from absl import app, flags
 import jax
@@ -149,28 +149,38 @@ def variance_vs_k(problems: Sequence[str], k_values: Sequence[float], estimators
     return rows
 
 
-def print_table(rows: list[dict]) -> None:
-    head = (f"{'problem':15s} {'k':>5s} {'estimator':24s} {'θ':5s} {'exact grad':>11s} "
-            f"{'MC grad ± se':>20s} {'exact var':>11s} {'MC var ± se':>20s} {'MC/exact':>8s}")
+def _print_rows(head: str, rows: list[dict], line: Callable[[dict], str]) -> None:
+    """A plain-text table: ``head``, a rule as wide, then ``line(row)`` for each row."""
     print(head)
     print("-" * len(head))
     for r in rows:
-        ratio = r["mc_variance"] / r["exact_variance"] if r["exact_variance"] > 0 else float("nan")
-        print(f"{r['problem']:15s} {r['k']:5g} {r['estimator']:24s} {r['coordinate']:5s} "
-              f"{r['exact_grad']:11.4f} {r['mc_grad']:11.4f} ± {r['mc_stderr']:6.4f} "
-              f"{r['exact_variance']:11.4g} {r['mc_variance']:11.4g} ± {r['mc_variance_se']:6.2g} "
-              f"{ratio:8.3f}")
+        print(line(r))
+
+
+def print_table(rows: list[dict]) -> None:
+    head = (f"{'problem':15s} {'k':>5s} {'estimator':24s} {'θ':5s} {'exact grad':>11s} "
+            f"{'MC grad ± se':>20s} {'exact var':>11s} {'MC var ± se':>20s} {'MC/exact':>8s}")
+    _print_rows(head, rows, _variance_line)
+
+
+def _variance_line(r: dict) -> str:
+    ratio = r["mc_variance"] / r["exact_variance"] if r["exact_variance"] > 0 else float("nan")
+    return (f"{r['problem']:15s} {r['k']:5g} {r['estimator']:24s} {r['coordinate']:5s} "
+            f"{r['exact_grad']:11.4f} {r['mc_grad']:11.4f} ± {r['mc_stderr']:6.4f} "
+            f"{r['exact_variance']:11.4g} {r['mc_variance']:11.4g} ± {r['mc_variance_se']:6.2g} "
+            f"{ratio:8.3f}")
 
 
 def print_optimal_table(rows: list[dict]) -> None:
     head = (f"{'problem':15s} {'k':>4s} {'θ':5s} {'baseline':18s} {'K':>3s} {'exact var':>10s} "
             f"{'MC var per draw ± se':>24s}")
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        exact = "" if r["exact_variance"] is None else f"{r['exact_variance']:.4g}"
-        print(f"{r['problem']:15s} {r['k']:4g} {r['coordinate']:5s} {r['baseline']:18s} {r['K']:3d} "
-              f"{exact:>10s} {r['mc_variance']:12.4g} ± {r['mc_variance_se']:.2g}")
+    _print_rows(head, rows, _optimal_line)
+
+
+def _optimal_line(r: dict) -> str:
+    exact = "" if r["exact_variance"] is None else f"{r['exact_variance']:.4g}"
+    return (f"{r['problem']:15s} {r['k']:4g} {r['coordinate']:5s} {r['baseline']:18s} {r['K']:3d} "
+            f"{exact:>10s} {r['mc_variance']:12.4g} ± {r['mc_variance_se']:.2g}")
 
 
 def variance_vs_samples(key, repeats: int, sample_counts: Sequence[int]) -> list[dict]:
