@@ -245,23 +245,8 @@ def categorical(values: Optional[Any] = None, logits: Optional[Any] = None,
         f_label = "dot"
     else:
         f_label = getattr(f, "__name__", "custom")
-
-    def value(params):
-        onehots = jnp.eye(num_classes, dtype=params["logits"].dtype)
-        f_k = jax.vmap(lambda y: f(params, y))(onehots)
-        return jnp.dot(jax.nn.softmax(params["logits"]), f_k)
-
-    return Problem(
-        name="categorical",
-        params={"logits": _f32(logits)},
-        make_dist=lambda params: distrax.OneHotCategorical(logits=params["logits"],
-                                                           dtype=jnp.float32),
-        f=f,
-        value=value,
-        kind="discrete",
-        reparameterizable=False,
-        meta={"family": "categorical", "f": f_label, "num_classes": num_classes},
-    )
+    return _one_hot_problem("categorical", logits, f, np.eye(num_classes),
+                            {"f": f_label, "num_classes": num_classes})
 
 
 def bernoulli(logit: float = 0.3, f0: Optional[float] = None, f1: Optional[float] = None,
@@ -347,19 +332,30 @@ def categorical_vector(num_vars: int = 2, num_classes: int = 3, seed: int = 0) -
     logits = rng.normal(size=(num_vars, num_classes))
     v, t = rng.normal(size=(num_vars, num_classes)), float(rng.normal())
     outcomes = np.array(list(itertools.product(range(num_classes), repeat=num_vars)))
-    onehots = np.eye(num_classes, dtype=np.float32)[outcomes]          # [K^L, L, K]
 
     def f(params, y):
         del params
         return (jnp.sum(y * v) - t)**2
 
+    return _one_hot_problem("categorical_vector", logits, f,
+                            np.eye(num_classes)[outcomes],          # [K^L, L, K]
+                            {"f": "(sum y.v - t)^2", "num_vars": num_vars,
+                             "num_classes": num_classes})
+
+
+def _one_hot_problem(name: str, logits: np.ndarray, f: Callable, onehots: np.ndarray,
+                     meta: dict) -> Problem:
+    """y ~ Π OneHotCategorical(softmax(θ["logits"])) over the last axis of ``logits``, with the
+    exact E_q[f] by enumeration over ``onehots`` (every outcome y, stacked on a leading axis):
+    E = Σ_y q(y) f(θ, y), log q(y) = Σ y · log_softmax(logits)."""
     def value(params):
         log_q = jax.nn.log_softmax(params["logits"], axis=-1)
-        probs = jnp.exp(jnp.sum(onehots * log_q[None], axis=(1, 2)))
-        return jnp.dot(probs, jax.vmap(lambda y: f(params, y))(onehots))
+        y = jnp.asarray(onehots, log_q.dtype)
+        probs = jnp.exp(jnp.sum(y * log_q[None], axis=tuple(range(1, y.ndim))))
+        return jnp.dot(probs, jax.vmap(lambda yi: f(params, yi))(y))
 
     return Problem(
-        name="categorical_vector",
+        name=name,
         params={"logits": _f32(logits)},
         make_dist=lambda params: distrax.OneHotCategorical(logits=params["logits"],
                                                            dtype=jnp.float32),
@@ -367,8 +363,7 @@ def categorical_vector(num_vars: int = 2, num_classes: int = 3, seed: int = 0) -
         value=value,
         kind="discrete",
         reparameterizable=False,
-        meta={"family": "categorical_vector", "f": "(sum y.v - t)^2", "num_vars": num_vars,
-              "num_classes": num_classes},
+        meta={"family": name, **meta},
     )
 
 
