@@ -21,6 +21,7 @@ import pytest
 
 import gradest
 from gradest import testing
+from tests.stats import assert_variance_matches
 
 
 def _first_moment(dist):
@@ -102,27 +103,13 @@ def test_delta_method_is_exact_for_a_quadratic_f(problem):
         np.testing.assert_allclose(g, jnp.broadcast_to(e, g.shape), rtol=1e-4, atol=1e-4)
 
 
-def _variance_and_stderr(per_sample):
-    """Sample variance and its standard error sqrt((m4 − m2²)/S)."""
-    g = np.asarray(per_sample, np.float64)
-    c = g - g.mean()
-    m2, m4 = np.mean(c**2), np.mean(c**4)
-    return m2 * g.size / (g.size - 1), np.sqrt((m4 - m2**2) / g.size)
-
-
 @pytest.mark.parametrize("inner", ["score_function", "pathwise"])
 @pytest.mark.parametrize("f_name,k,beta", [("exp", 1.0, 1.0), ("cos", 3.0, 0.5)])
 def test_fixed_coefficient_variance_matches_quadrature(f_name, k, beta, inner):
     problem = testing.gaussian(f_name, k=k, mu=1.0, sigma=1.0)
     exact_var = testing.exact_delta_method_variance(problem, inner, beta)
     est = gradest.delta_method(getattr(gradest, inner)(), num_samples=1, coefficient=beta)
-    keys = jax.random.split(jax.random.key(3), 200_000)
-    grads, _, _ = jax.jit(gradest.per_sample_grads, static_argnums=(0, 3, 4))(
-        est, keys, problem.params, problem.make_dist, problem.f, est.init())
-    for j in ("mu", "sigma"):
-        var, se = _variance_and_stderr(grads[j])
-        assert abs(var - exact_var[j]) < 4 * se, (j, var, exact_var[j], se)
-        assert abs(var / exact_var[j] - 1) < 0.05, (j, var, exact_var[j])
+    assert_variance_matches(est, problem, exact_var, jax.random.key(3), 200_000, num_se=4)
 
 
 def test_leave_one_out_coefficient_finds_the_optimum_on_a_quadratic():

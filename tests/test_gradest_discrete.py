@@ -17,6 +17,7 @@ from scipy import stats
 
 import gradest
 from gradest import _relaxed, baselines, testing
+from tests.stats import variance_and_stderr
 
 S = 20_000
 
@@ -100,14 +101,6 @@ def test_unordered_set_weights_of_a_pair_by_hand():
                                rtol=1e-5)
 
 
-def _variance_and_stderr(g):
-    """Sample variance of each coordinate and its standard error sqrt((m4 − m2²)/S)."""
-    g = np.asarray(g, np.float64)
-    c = g - g.mean(axis=0)
-    m2, m4 = np.mean(c**2, axis=0), np.mean(c**4, axis=0)
-    return m2, np.sqrt((m4 - m2**2) / g.shape[0])
-
-
 def _per_sample(est, problem, seed, n=S, state=None):
     keys = jax.random.split(jax.random.key(seed), n)
     state = est.init() if state is None else state
@@ -120,8 +113,8 @@ def test_disarm_variance_is_at_most_arms():
     """DisARM is ARM Rao-Blackwellized: per coordinate, Var DisARM ≤ Var ARM (within 4 standard
     errors), and strictly lower in total on a coupled f."""
     problem = testing.bernoulli_vector()
-    v_arm, se_arm = _variance_and_stderr(_per_sample(gradest.arm(), problem, 1))
-    v_dis, se_dis = _variance_and_stderr(_per_sample(gradest.disarm(), problem, 2))
+    v_arm, se_arm = variance_and_stderr(_per_sample(gradest.arm(), problem, 1))
+    v_dis, se_dis = variance_and_stderr(_per_sample(gradest.disarm(), problem, 2))
     assert np.all(v_dis <= v_arm + 4 * np.hypot(se_arm, se_dis)), (v_dis, v_arm)
     assert v_dis.sum() < v_arm.sum() - 4 * np.sqrt(np.sum(se_arm**2 + se_dis**2))
 
@@ -139,9 +132,9 @@ def test_gumbel_rao_has_straight_throughs_mean_and_less_variance():
     g_gr = _per_sample(gradest.gumbel_rao(0.5, 10), problem, 5)
     se = {n: g.std(axis=0) / np.sqrt(S) for n, g in (("st", g_st), ("gr", g_gr))}
     assert np.all(np.abs(g_gr.mean(0) - g_st.mean(0)) < 4 * np.hypot(se["st"], se["gr"]))
-    v_st, s_st = _variance_and_stderr(g_st)
-    v_gr1, s_gr1 = _variance_and_stderr(g_gr1)
-    v_gr, s_gr = _variance_and_stderr(g_gr)
+    v_st, s_st = variance_and_stderr(g_st)
+    v_gr1, s_gr1 = variance_and_stderr(g_gr1)
+    v_gr, s_gr = variance_and_stderr(g_gr)
     assert v_gr.sum() < v_st.sum() - 4 * np.sqrt(np.sum(s_st**2 + s_gr**2))
     assert abs(v_gr1.sum() - v_st.sum()) < 4 * np.sqrt(np.sum(s_st**2 + s_gr1**2))
     assert np.max(np.abs(g_gr.mean(0) - exact) / se["gr"]) > 4
@@ -204,8 +197,8 @@ def test_rebar_update_lowers_the_variance_and_stays_unbiased():
     for i in range(40):
         state = gradest.estimate_grad(est, jax.random.key(100 + i), problem.params,
                                       problem.make_dist, problem.f, 256, state=state).state
-    before = _variance_and_stderr(_per_sample(est, problem, 7, 5_000))
-    after = _variance_and_stderr(_per_sample(est, problem, 8, 5_000, state=state))
+    before = variance_and_stderr(_per_sample(est, problem, 7, 5_000))
+    after = variance_and_stderr(_per_sample(est, problem, 8, 5_000, state=state))
     assert after[0].sum() < before[0].sum() - 4 * np.sqrt(np.sum(before[1]**2 + after[1]**2))
     out = gradest.estimate_grad(est, jax.random.key(9), problem.params, problem.make_dist,
                                 problem.f, S, state=state, exact=exact)

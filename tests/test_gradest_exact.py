@@ -13,11 +13,11 @@
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 import gradest
 from gradest import baselines, testing
+from tests.stats import assert_variance_matches
 
 UNBIASED = [
     ("score_function", lambda: gradest.score_function()),
@@ -75,14 +75,6 @@ def test_stateful_baselines_stay_unbiased_after_updates(baseline):
         assert float(out.comparison.max_abs_zscore) < 5.0
 
 
-def _variance_and_stderr(per_sample):
-    """Sample variance of each coordinate and its standard error sqrt((m4 − m2²)/S)."""
-    g = np.asarray(per_sample, np.float64)
-    c = g - g.mean()
-    m2, m4 = np.mean(c**2), np.mean(c**4)
-    return m2 * g.size / (g.size - 1), np.sqrt((m4 - m2**2) / g.size)
-
-
 def _estimators_with_exact_variance(problem):
     mean_b = testing.exact_mean_value(problem)
     opt_b = testing.exact_optimal_baseline(problem, per_coordinate=True)
@@ -99,15 +91,8 @@ def _estimators_with_exact_variance(problem):
 @pytest.mark.parametrize("f_name,k", [("shifted_square", 2.0), ("exp", 1.0), ("cos", 5.0)])
 def test_per_sample_variance_matches_quadrature(f_name, k):
     problem = testing.gaussian(f_name, k=k, mu=1.0, sigma=1.0)
-    n = 400_000
-    for i, (name, est, exact_var) in enumerate(_estimators_with_exact_variance(problem)):
-        keys = jax.random.split(jax.random.key(i), n)
-        grads, _, _ = jax.jit(gradest.per_sample_grads, static_argnums=(0, 3, 4))(
-            est, keys, problem.params, problem.make_dist, problem.f, est.init())
-        for j in ("mu", "sigma"):
-            var, se = _variance_and_stderr(grads[j])
-            assert abs(var - exact_var[j]) < 5 * se, (name, j, var, exact_var[j], se)
-            assert abs(var / exact_var[j] - 1) < 0.05, (name, j, var, exact_var[j])
+    for i, (_, est, exact_var) in enumerate(_estimators_with_exact_variance(problem)):
+        assert_variance_matches(est, problem, exact_var, jax.random.key(i), 400_000, num_se=5)
 
 
 def test_baselines_order_the_exact_variances():

@@ -22,6 +22,7 @@ import pytest
 
 import gradest
 from gradest import testing
+from tests.stats import assert_variance_matches
 
 MVD = [("coupled", True), ("uncoupled", False)]
 
@@ -93,27 +94,13 @@ def test_independent_discrete_variables_match_enumeration(make):
     assert abs(float(out.value) - float(_enumerated_value(params, make_dist, f, support))) < 4 * value_se
 
 
-def _variance_and_stderr(per_sample):
-    """Sample variance and its standard error sqrt((m4 − m2²)/S)."""
-    g = np.asarray(per_sample, np.float64)
-    c = g - g.mean()
-    m2, m4 = np.mean(c**2), np.mean(c**4)
-    return m2 * g.size / (g.size - 1), np.sqrt((m4 - m2**2) / g.size)
-
-
 @pytest.mark.parametrize("coupled", [c for _, c in MVD], ids=[n for n, _ in MVD])
 @pytest.mark.parametrize("f_name,k", [("shifted_square", 2.0), ("exp", 1.0), ("cos", 5.0)])
 def test_per_sample_variance_matches_quadrature(f_name, k, coupled):
     problem = testing.gaussian(f_name, k=k, mu=1.0, sigma=1.0)
     exact_var = testing.exact_measure_valued_variance(problem, coupled)
-    est = gradest.measure_valued(coupled)
-    keys = jax.random.split(jax.random.key(int(k) + 10 * coupled), 200_000)
-    grads, _, _ = jax.jit(gradest.per_sample_grads, static_argnums=(0, 3, 4))(
-        est, keys, problem.params, problem.make_dist, problem.f, est.init())
-    for j in ("mu", "sigma"):
-        var, se = _variance_and_stderr(grads[j])
-        assert abs(var - exact_var[j]) < 4 * se, (j, var, exact_var[j], se)
-        assert abs(var / exact_var[j] - 1) < 0.05, (j, var, exact_var[j])
+    assert_variance_matches(gradest.measure_valued(coupled), problem, exact_var,
+                            jax.random.key(int(k) + 10 * coupled), 200_000, num_se=4)
 
 
 def test_quadrature_matches_closed_forms_for_a_linear_f():

@@ -11,6 +11,7 @@ import pytest
 from jax.scipy.stats import norm
 
 import gradest
+from tests.stats import variance_and_stderr
 
 KEY = jax.random.key(0)
 X = jnp.array([0.3, -0.8, 1.1])
@@ -82,9 +83,7 @@ def test_antithetic_variance_on_a_quadratic_is_closed_form():
     est = gradest.zeroth_order(0.3, m, antithetic=True)
     grads, _, _ = jax.jit(gradest.per_sample_grads, static_argnums=(0, 3, 4))(
         est, jax.random.split(KEY, s), X, None, quad, est.init())
-    centred = np.asarray(grads, np.float64) - np.asarray(grads, np.float64).mean(0)
-    m2, m4 = np.mean(centred**2, 0), np.mean(centred**4, 0)
-    variance, stderr = m2 * s / (s - 1), np.sqrt((m4 - m2**2) / s)
+    variance, stderr = variance_and_stderr(grads)
     expected_var = (np.sum(np.asarray(g, np.float64) ** 2) + np.asarray(g, np.float64) ** 2) / m
     assert np.all(stderr < 0.03 * expected_var), (stderr, expected_var)
     assert np.all(np.abs(variance - expected_var) < 5 * stderr), (variance, expected_var, stderr)
