@@ -30,6 +30,16 @@ def compile_cache(tmp_path_factory):
         jax.config.update(n, v)
 
 
+@pytest.fixture(scope="module")
+def fast_compiles():
+    """Compiles with most of XLA's optimizations off for a module's tests (tiny programs, each
+    compiled once, where optimizing costs more than it saves), then restores the setting."""
+    previous = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", previous)
+
+
 # Tiny runs of 4 log intervals per agent: (env, total_steps, config overrides), shared by the
 # checkpoint and sharding tests. eval_episodes below the command line's minimum of 32 keeps
 # compilation short; those tests lower the minimum.

@@ -32,12 +32,8 @@ NUM_STATES = 8
 Z_BOUND = 5.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compiles():
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+# Tiny programs compiled once each: XLA's optimizations would cost more than they save.
+pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
 def _setup(env_id, estimator, baseline=None, samples=1):

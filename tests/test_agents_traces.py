@@ -17,12 +17,8 @@ SAC = dict(actor_widths=(8,), critic_widths=(8,), batch_size=8, warmup_steps=16,
            total_steps=16 + 4 * 4, log_interval=4, eval_episodes=2, verbose=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compiles():
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+# Tiny programs compiled once each: XLA's optimizations would cost more than they save.
+pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
 def _build(name):

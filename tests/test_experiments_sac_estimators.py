@@ -1,6 +1,5 @@
 """Seed 002's SAC estimator comparison: a tiny end-to-end run and the verdict on synthetic numbers."""
 
-import jax
 import numpy as np
 import pytest
 import scipy.stats
@@ -11,12 +10,8 @@ TINY = dict(actor_widths=(8,), critic_widths=(8,), batch_size=8, warmup_steps=16
             buffer_size=64, eval_episodes=2)
 
 
-@pytest.fixture(autouse=True)
-def _fast_compiles():
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+# Tiny programs compiled once each: XLA's optimizations would cost more than they save.
+pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
 def test_run_end_to_end_with_tiny_sizes(tmp_path):
