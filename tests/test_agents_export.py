@@ -26,15 +26,21 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("agent,env_id,overrides", CASES, ids=[f"{a}-{e}" for a, e, _ in CASES])
-def test_train_lowers_for_cuda_and_tpu(agent, env_id, overrides):
+def _exported(agent, env_id, overrides, platforms):
+    """(export for ``platforms``, the function exported, its keys' shape): one case's training
+    program over two seeds, ``jit(vmap(train))`` as the command line runs it."""
     entry = configs.REGISTRY[agent]
     config = entry.get_config(env_id)
     config.update({**SMALL, **overrides})
     env, env_params = gymnax.make(env_id)
     train = jax.vmap(entry.make_train(configs.build(entry, config), env, env_params))
     keys = jax.ShapeDtypeStruct((2,), jax.random.key(0).dtype)
-    exported = jax.export.export(jax.jit(train), platforms=PLATFORMS)(keys)
+    return jax.export.export(jax.jit(train), platforms=platforms)(keys), train, keys
+
+
+@pytest.mark.parametrize("agent,env_id,overrides", CASES, ids=[f"{a}-{e}" for a, e, _ in CASES])
+def test_train_lowers_for_cuda_and_tpu(agent, env_id, overrides):
+    exported, train, keys = _exported(agent, env_id, overrides, PLATFORMS)
     assert exported.platforms == PLATFORMS
     module = exported.mlir_module()
     # The seeds' outputs come back: the program is the training run, not a stub of it.
@@ -42,25 +48,15 @@ def test_train_lowers_for_cuda_and_tpu(agent, env_id, overrides):
     assert "stablehlo.while" in module
 
 
-def _lowered(agent, env_id, overrides, platforms):
-    entry = configs.REGISTRY[agent]
-    config = entry.get_config(env_id)
-    config.update({**SMALL, **overrides})
-    env, env_params = gymnax.make(env_id)
-    train = jax.vmap(entry.make_train(configs.build(entry, config), env, env_params))
-    keys = jax.ShapeDtypeStruct((2,), jax.random.key(0).dtype)
-    return jax.export.export(jax.jit(train), platforms=platforms)(keys).mlir_module()
-
-
 @pytest.mark.parametrize("agent,env_id,overrides", CASES, ids=[f"{a}-{e}" for a, e, _ in CASES])
 def test_train_on_the_cpu_calls_no_lapack_kernel(agent, env_id, overrides):
     """jaxlib's batched LAPACK kernels (flax's orthogonal initializer under ``vmap`` over seeds
     calls two) can hang a 2-core CPU for good (``agents.networks.orthogonal``); the agents'
     CPU program must call none. The control: the same export of flax's initializer does."""
-    module = _lowered(agent, env_id, overrides, ("cpu",))
+    exported, _, keys = _exported(agent, env_id, overrides, ("cpu",))
+    module = exported.mlir_module()
     assert "stablehlo.while" in module
     assert not re.findall(r"custom_call @lapack\w*", module)
-    keys = jax.ShapeDtypeStruct((2,), jax.random.key(0).dtype)
     flax_init = jax.vmap(lambda k: jax.nn.initializers.orthogonal()(k, (8, 8)))
     control = jax.export.export(jax.jit(flax_init), platforms=("cpu",))(keys).mlir_module()
     assert re.findall(r"custom_call @lapack\w*", control)
