@@ -370,6 +370,28 @@ def _one_hot_problem(name: str, logits: np.ndarray, f: Callable, onehots: np.nda
 # --------------------------------------------------------------------------------------------
 # Implicitly reparameterized families (Gamma, Beta, Student-t; seed 000).
 
+
+def _closed_form_problem(family: str, table: dict, f_name: str, make: Callable,
+                         **params: float) -> Problem:
+    """x ~ ``make(*θ)`` with positive parameters θ (given in ``make``'s order), sampled by
+    implicit reparameterization, and f(x) from ``table[f_name]`` = (f, its mean as a function of
+    the same parameters in the same order)."""
+    fx, mean = _pick(table, f_name, family)
+    for name, v in params.items():
+        check_positive(name, v)
+    names = tuple(params)
+    return Problem(
+        name=f"{family}/{f_name}",
+        params={n: _f32(v) for n, v in params.items()},
+        make_dist=lambda theta: make(*(theta[n] for n in names)),
+        f=lambda theta, x: fx(x),
+        value=lambda theta: mean(*(theta[n] for n in names)),
+        kind="continuous",
+        reparameterizable=True,
+        meta={"family": family, "f": f_name},
+    )
+
+
 _GAMMA_F = {
     "identity": (lambda x: x, lambda a, b: a / b),
     "square": (lambda x: x**2, lambda a, b: a * (a + 1.0) / b**2),
@@ -386,19 +408,8 @@ def gamma(concentration: float = 2.0, rate: float = 1.5, f_name: str = "square")
     f_name: "identity" E[x] = α/β; "square" E[x²] = α(α+1)/β²; "log" E[log x] = ψ(α) − log β;
     "exp_neg" E[e^(−x)] = (β/(β + 1))^α.
     """
-    fx, mean = _pick(_GAMMA_F, f_name, "gamma")
-    check_positive("concentration", concentration)
-    check_positive("rate", rate)
-    return Problem(
-        name=f"gamma/{f_name}",
-        params={"concentration": _f32(concentration), "rate": _f32(rate)},
-        make_dist=lambda params: distrax.Gamma(params["concentration"], params["rate"]),
-        f=lambda params, x: fx(x),
-        value=lambda params: mean(params["concentration"], params["rate"]),
-        kind="continuous",
-        reparameterizable=True,
-        meta={"family": "gamma", "f": f_name},
-    )
+    return _closed_form_problem("gamma", _GAMMA_F, f_name, distrax.Gamma,
+                                concentration=concentration, rate=rate)
 
 
 _BETA_F = {
@@ -412,19 +423,7 @@ def beta(a: float = 2.0, b: float = 3.0, f_name: str = "square") -> Problem:
 
     f_name: "identity" E[x] = a/(a+b); "square" E[x²] = a(a+1)/((a+b)(a+b+1)).
     """
-    fx, mean = _pick(_BETA_F, f_name, "beta")
-    check_positive("a", a)
-    check_positive("b", b)
-    return Problem(
-        name=f"beta/{f_name}",
-        params={"a": _f32(a), "b": _f32(b)},
-        make_dist=lambda params: distrax.Beta(params["a"], params["b"]),
-        f=lambda params, x: fx(x),
-        value=lambda params: mean(params["a"], params["b"]),
-        kind="continuous",
-        reparameterizable=True,
-        meta={"family": "beta", "f": f_name},
-    )
+    return _closed_form_problem("beta", _BETA_F, f_name, distrax.Beta, a=a, b=b)
 
 
 def student_t(df: float = 5.0, loc: float = 0.5, scale: float = 1.2,
