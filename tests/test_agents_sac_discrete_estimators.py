@@ -62,4 +62,3 @@ def test_unordered_set_draws_num_action_samples_sets_of_k_actions():
                                                  unordered_set_samples=3,
                                                  num_action_samples=2), 3)
     assert a.num_action_samples == 6 and a.estimator.traits.samples_per_call == 3
-    assert sac_config.agent_config(sac_config.SACRunConfig(), 6).num_action_samples == 6
