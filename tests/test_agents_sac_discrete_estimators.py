@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from agents import sac
+from agents import rollout, sac
 from experiments import configs
 from experiments.configs import sac as sac_config
 
@@ -60,5 +60,6 @@ def test_discrete_sac_trains_with_each_categorical_estimator_by_name(name):
 def test_unordered_set_draws_num_action_samples_sets_of_k_actions():
     a = sac_config.actor(sac_config.SACRunConfig(actor_estimator="unordered_set",
                                                  unordered_set_samples=3,
-                                                 num_action_samples=2), 3)
+                                                 num_action_samples=2),
+                         rollout.ActionSpec(True, 3))
     assert a.num_action_samples == 6 and a.estimator.traits.samples_per_call == 3

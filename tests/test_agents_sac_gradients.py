@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 import gradest
-from agents import sac
+from agents import rollout, sac
 
 TINY = dict(actor_widths=(8,), critic_widths=(8,), batch_size=8, warmup_steps=16, buffer_size=64,
             total_steps=64, log_interval=24, eval_episodes=2, verbose=False)
@@ -155,7 +155,7 @@ def test_categorical_estimators_by_name_agree_with_exact_enumeration_iff_unbiase
     if name is None:
         estimator, setup = _direct_only(), _setup("Acrobot-v1", _direct_only())
     else:
-        actor = estimators.make_actor(name, 3)
+        actor = estimators.make_actor(name, rollout.ActionSpec(True, 3))
         estimator = actor.estimator
         setup = _setup("Acrobot-v1", estimator, actor.baseline, actor.num_action_samples)
     z = _max_z(_per_sample_grads(setup, KEY, move_phi=name in ("rebar", "relax")),

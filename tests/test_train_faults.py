@@ -48,6 +48,9 @@ def _small_eval(monkeypatch):
     ("sac", "Pendulum-v1", {"actor_estimator": "measure_valued"},
      "for continuous actions choose --config.actor_estimator from ['pathwise', "
      "'score_function', 'zeroth_order']"),
+    ("sac", "Pendulum-v1", {"actor_estimator": "unordered_set"},
+     "unordered_set supports discrete distributions, not continuous ones; for continuous "
+     "actions choose"),
     ("sac", "CartPole-v1", {"actor_estimator": "unordered_set", "unordered_set_samples": 3},
      "unordered_set_samples=3 exceeds the 2 actions"),
     ("sac", "CartPole-v1", {"rebar_temperature": -0.5}, "rebar_temperature must be a finite"),

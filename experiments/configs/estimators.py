@@ -21,7 +21,7 @@ import jax
 import optax
 
 import gradest
-from agents import sac
+from agents import rollout, sac
 
 
 class EstimatorSettings(NamedTuple):
@@ -41,8 +41,9 @@ class EstimatorSettings(NamedTuple):
     unordered_set_samples: int = 2           # k distinct actions per set (unordered set)
 
 
-# RELAX's network starts from W₁ drawn from this seed, the same for every seed: an estimator's
-# init takes no key. Its output weights start at 0, so c_φ starts as REBAR's for any W₁.
+# RELAX's network starts from W₁ drawn with jax.random.key(_RELAX_INIT_SEED), the same in
+# every training seed: an estimator's init takes no key. Its output weights start at 0, so c_φ
+# starts as REBAR's whatever W₁ is.
 _RELAX_INIT_SEED = 0
 
 
@@ -51,28 +52,28 @@ def _temperature(s: EstimatorSettings) -> gradest.gumbel.Schedule:
                                       s.gumbel_min_temperature)
 
 
-def _rebar(s: EstimatorSettings, num_actions: int) -> gradest.GradientEstimator:
+def _rebar(s: EstimatorSettings, spec: rollout.ActionSpec) -> gradest.GradientEstimator:
     return gradest.rebar(s.rebar_temperature, s.rebar_scale, optax.adam(s.control_variate_lr))
 
 
-def _relax(s: EstimatorSettings, num_actions: int) -> gradest.GradientEstimator:
-    # The network reads the relaxed one-hot action: num_actions inputs.
+def _relax(s: EstimatorSettings, spec: rollout.ActionSpec) -> gradest.GradientEstimator:
+    # The network reads the relaxed one-hot action: one input per action.
     control_variate = gradest.relax_control_variate(
-        jax.random.key(_RELAX_INIT_SEED), num_actions, s.relax_hidden, s.rebar_temperature,
+        jax.random.key(_RELAX_INIT_SEED), spec.num_actions, s.relax_hidden, s.rebar_temperature,
         s.rebar_scale)
     return gradest.relax(control_variate, optax.adam(s.control_variate_lr))
 
 
-def _unordered_set(s: EstimatorSettings, num_actions: int) -> gradest.GradientEstimator:
+def _unordered_set(s: EstimatorSettings, spec: rollout.ActionSpec) -> gradest.GradientEstimator:
     k = s.unordered_set_samples
     # gradest finds this only when the surrogate is traced; here it is one line before that.
-    if k > num_actions:
-        raise gradest.EstimatorError(f"unordered_set_samples={k} exceeds the {num_actions} "
+    if spec.discrete and k > spec.num_actions:
+        raise gradest.EstimatorError(f"unordered_set_samples={k} exceeds the {spec.num_actions} "
                                      f"actions: the set is drawn without replacement")
     return gradest.unordered_set(k)
 
 
-def _measure_valued(s: EstimatorSettings, num_actions: int) -> gradest.GradientEstimator:
+def _measure_valued(s: EstimatorSettings, spec: rollout.ActionSpec) -> gradest.GradientEstimator:
     estimator = gradest.measure_valued()
     # It supports any distribution it knows, but SAC's continuous policy is a tanh-squashed
     # Gaussian, which it does not (its surrogate would fail when traced). Marked discrete, SAC
@@ -80,9 +81,10 @@ def _measure_valued(s: EstimatorSettings, num_actions: int) -> gradest.GradientE
     return estimator._replace(traits=estimator.traits._replace(supports="discrete"))
 
 
-# name -> estimator from the settings and the number of actions (of categories, or the action
-# dimension); the score function's baseline is chosen apart.
-ESTIMATORS: dict[str, Callable[[EstimatorSettings, int], gradest.GradientEstimator]] = {
+# name -> estimator from the settings and the agent's action space; the score function's
+# baseline is chosen apart.
+ESTIMATORS: dict[str, Callable[[EstimatorSettings, rollout.ActionSpec],
+                               gradest.GradientEstimator]] = {
     "pathwise": lambda s, n: gradest.pathwise(),
     "score_function": lambda s, n: gradest.score_function(),
     "zeroth_order": lambda s, n: gradest.zeroth_order(
@@ -121,10 +123,11 @@ def _score_function(baseline: str, k: int) -> Actor:
 DEFAULT_SETTINGS = EstimatorSettings()
 
 
-def make_actor(name: str, num_actions: int, baseline: str = "none", num_action_samples: int = 1,
-               settings: EstimatorSettings = DEFAULT_SETTINGS) -> Actor:
-    """The actor of ``--config.actor_estimator=name --config.actor_baseline=baseline`` for a
-    policy over ``num_actions`` actions (categories, or the action dimension).
+def make_actor(name: str, spec: rollout.ActionSpec, baseline: str = "none",
+               num_action_samples: int = 1, settings: EstimatorSettings = DEFAULT_SETTINGS
+               ) -> Actor:
+    """The actor of ``--config.actor_estimator=name --config.actor_baseline=baseline`` for the
+    action space ``spec`` (``agents.rollout.action_spec``).
 
     ``gradest.EstimatorError`` for an unknown name, a hyperparameter the estimator refuses, or a
     baseline with an estimator other than the score function (any b(s) changes the others'
@@ -144,6 +147,6 @@ def make_actor(name: str, num_actions: int, baseline: str = "none", num_action_s
         raise gradest.EstimatorError(
             f"actor_baseline={baseline!r} is a control variate for the score function; "
             f"{name} ignores it, so leave it 'none'")
-    estimator = ESTIMATORS[name](settings, num_actions)
+    estimator = ESTIMATORS[name](settings, spec)
     return Actor(estimator, sac.no_baseline(),
                  num_action_samples * estimator.traits.samples_per_call)

@@ -75,14 +75,14 @@ def _accepted_by(build) -> validation.Check:
     return check
 
 
-def actor(config: SACRunConfig, num_actions: int) -> estimators.Actor:
-    """The estimator, baseline and actions per state that ``config`` names, for a policy over
-    ``num_actions`` actions (categories, or the action dimension)."""
+def actor(config: SACRunConfig, spec: rollout.ActionSpec) -> estimators.Actor:
+    """The estimator, baseline and actions per state that ``config`` names, for the action space
+    ``spec`` (``agents.rollout.action_spec``)."""
     settings = estimators.EstimatorSettings(
         num_samples=config.score_function_samples,
         **{name: getattr(config, name) for name in estimators.EstimatorSettings._fields
            if name != "num_samples"})
-    return estimators.make_actor(config.actor_estimator, num_actions, config.actor_baseline,
+    return estimators.make_actor(config.actor_estimator, spec, config.actor_baseline,
                                  config.num_action_samples, settings)
 
 
@@ -94,14 +94,14 @@ def agent_config(config: SACRunConfig, num_action_samples: int) -> SACConfig:
 
 def make_stages(config: SACRunConfig, env, env_params):
     """``agents.sac.make_stages`` with the actor ``config`` names."""
-    a = actor(config, rollout.action_spec(env, env_params).num_actions)
+    a = actor(config, rollout.action_spec(env, env_params))
     return sac.make_stages(agent_config(config, a.num_action_samples), env, env_params,
                            a.estimator, a.baseline)
 
 
 def make_train(config: SACRunConfig, env, env_params):
     """``agents.sac.make_train`` with the actor ``config`` names."""
-    a = actor(config, rollout.action_spec(env, env_params).num_actions)
+    a = actor(config, rollout.action_spec(env, env_params))
     return sac.make_train(agent_config(config, a.num_action_samples), env, env_params,
                           a.estimator, a.baseline)
 
@@ -174,9 +174,10 @@ def usable_estimators(config: SACRunConfig, discrete: bool) -> tuple[str, list[s
     usable = []
     for name, build in estimators.ESTIMATORS.items():
         try:
-            # What fits is the traits' business; 2, the fewest actions of any action space,
-            # is one the default settings fit.
-            gradest.check_compatible(build(estimators.DEFAULT_SETTINGS, 2), kind=kind,
+            # What fits is the traits' business; 2, the fewest actions of a discrete space, is
+            # a count the default settings fit.
+            spec = rollout.ActionSpec(discrete, 2)
+            gradest.check_compatible(build(estimators.DEFAULT_SETTINGS, spec), kind=kind,
                                      differentiable_f=True)
         except gradest.EstimatorError:
             continue
