@@ -55,13 +55,24 @@ def test_defaults_are_valid(config_cls):
      "(batch_size=512)"),
     (SACRunConfig, {"actor_estimator": "reinforce"}, "unknown actor_estimator 'reinforce'; "
      "choose one of ['pathwise', 'score_function', 'zeroth_order', 'gumbel_softmax', "
-     "'straight_through', 'exact']"),
+     "'straight_through', 'gumbel_rao', 'exact', 'rebar', 'relax', 'unordered_set', "
+     "'measure_valued']"),
     (SACRunConfig, {"actor_baseline": "mean"}, "unknown actor_baseline 'mean'; choose one of"),
     (sac.SACConfig, {"polyak": 1.01}, "polyak must lie in [0, 1]"),
     (sac.SACConfig, {"max_alpha": 0.0}, "max_alpha must be > 0 (inf: off), got 0"),
     (sac.SACConfig, {"init_alpha": -1.0}, "init_alpha must be a finite number > 0"),
     (SACRunConfig, {"zeroth_order_epsilon": 0.0}, "zeroth_order_epsilon must be a finite"),
     (SACRunConfig, {"gumbel_anneal_rate": -1e-4}, "gumbel_anneal_rate must be a finite number"),
+    (SACRunConfig, {"rebar_temperature": 0.0}, "rebar_temperature must be a finite number > 0, "
+     "got 0"),
+    (SACRunConfig, {"rebar_scale": float("nan")}, "rebar_scale must be a finite number"),
+    (SACRunConfig, {"control_variate_lr": -3e-3}, "control_variate_lr must be a finite number > 0"),
+    (SACRunConfig, {"relax_hidden": 0}, "relax_hidden must be a positive integer, got 0"),
+    (SACRunConfig, {"gumbel_rao_samples": 2.5}, "gumbel_rao_samples must be a positive integer"),
+    (SACRunConfig, {"unordered_set_samples": 1}, "unordered_set_samples=1: unordered_set needs "
+     "2 ≤ num_samples ≤ 6"),
+    (SACRunConfig, {"unordered_set_samples": 7}, "unordered_set_samples=7: unordered_set needs "
+     "2 ≤ num_samples ≤ 6"),
     (sac.SACConfig, {"target_entropy_ratio": 2.0}, "target_entropy_ratio must lie in [0, 1]"),
     (sac.SACConfig, {"total_steps": 100}, "leaves no update of 1 env steps after warmup_steps=256"),
 ])

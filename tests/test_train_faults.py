@@ -41,7 +41,19 @@ def _small_eval(monkeypatch):
     ("sac", "CartPole-v1", {"actor_estimator": "pathwise"},
      "pathwise supports continuous distributions, not discrete ones; for discrete actions "
      "choose --config.actor_estimator from ['score_function', 'gumbel_softmax', 'straight_through', "
-     "'exact']"),
+     "'gumbel_rao', 'exact', 'rebar', 'relax', 'unordered_set', 'measure_valued']"),
+    ("sac", "Pendulum-v1", {"actor_estimator": "rebar"},
+     "rebar supports discrete distributions, not continuous ones; for continuous actions choose "
+     "--config.actor_estimator from ['pathwise', 'score_function', 'zeroth_order']"),
+    ("sac", "Pendulum-v1", {"actor_estimator": "measure_valued"},
+     "for continuous actions choose --config.actor_estimator from ['pathwise', "
+     "'score_function', 'zeroth_order']"),
+    ("sac", "Pendulum-v1", {"actor_estimator": "unordered_set"},
+     "unordered_set supports discrete distributions, not continuous ones; for continuous "
+     "actions choose"),
+    ("sac", "CartPole-v1", {"actor_estimator": "unordered_set", "unordered_set_samples": 3},
+     "unordered_set_samples=3 exceeds the 2 actions"),
+    ("sac", "CartPole-v1", {"rebar_temperature": -0.5}, "rebar_temperature must be a finite"),
     ("sac", "Acrobot-v1", {}, "for discrete actions choose --config.actor_estimator from"),
     ("sac", "Pendulum-v1", {"actor_estimator": "nope"}, "unknown actor_estimator 'nope'; choose"),
     ("sac", "Pendulum-v1", {"actor_baseline": "value"}, "control variate for the score"),

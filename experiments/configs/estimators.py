@@ -4,14 +4,24 @@
 ``gradest.GradientEstimator`` and an ``agents.sac.Baseline``); this table turns the names and
 hyperparameters given on the command line (``--config.actor_estimator=score_function``, ...) into
 them. A new estimator needs an entry here, nothing in ``agents/``.
+
+Which fit which actions: continuous (SAC's tanh-squashed Gaussian) ``pathwise``,
+``score_function``, ``zeroth_order``; discrete (SAC's one-hot categorical) ``score_function``,
+the Gumbel estimators ``gumbel_softmax``, ``straight_through``, ``gumbel_rao`` (all three
+biased), ``exact``, and the unbiased categorical ones ``rebar``, ``relax``, ``unordered_set``,
+``measure_valued``. ``gradest.arm`` and ``gradest.disarm`` are for Bernoulli variables only: no
+SAC policy is one, so they have no entry.
 """
 
 from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
+import jax
+import optax
+
 import gradest
-from agents import sac
+from agents import rollout, sac
 
 
 class EstimatorSettings(NamedTuple):
@@ -23,6 +33,18 @@ class EstimatorSettings(NamedTuple):
     gumbel_temperature: float = 1.0          # initial Gumbel-Softmax temperature τ₀ (seed 001)
     gumbel_anneal_rate: float = 1e-4         # τ_t = max(τ_min, τ₀ exp(−rate · updates))
     gumbel_min_temperature: float = 0.5      # τ_min
+    gumbel_rao_samples: int = 10             # K conditional relaxations per sample (Gumbel-Rao)
+    rebar_temperature: float = 0.5           # initial relaxation temperature λ (REBAR, RELAX)
+    rebar_scale: float = 1.0                 # initial scale η of the relaxed f (REBAR, RELAX)
+    relax_hidden: int = 16                   # hidden units of RELAX's network r_ρ
+    control_variate_lr: float = 3e-3         # Adam step size on REBAR's / RELAX's φ
+    unordered_set_samples: int = 2           # k distinct actions per set (unordered set)
+
+
+# RELAX's network starts from W₁ drawn with jax.random.key(_RELAX_INIT_SEED), the same in
+# every training seed: an estimator's init takes no key. Its output weights start at 0, so c_φ
+# starts as REBAR's whatever W₁ is.
+_RELAX_INIT_SEED = 0
 
 
 def _temperature(s: EstimatorSettings) -> gradest.gumbel.Schedule:
@@ -30,15 +52,51 @@ def _temperature(s: EstimatorSettings) -> gradest.gumbel.Schedule:
                                       s.gumbel_min_temperature)
 
 
-# name -> estimator from the settings (the score function's baseline is chosen apart).
-ESTIMATORS: dict[str, Callable[[EstimatorSettings], gradest.GradientEstimator]] = {
-    "pathwise": lambda s: gradest.pathwise(),
-    "score_function": lambda s: gradest.score_function(),
-    "zeroth_order": lambda s: gradest.zeroth_order(
+def _rebar(s: EstimatorSettings, spec: rollout.ActionSpec) -> gradest.GradientEstimator:
+    return gradest.rebar(s.rebar_temperature, s.rebar_scale, optax.adam(s.control_variate_lr))
+
+
+def _relax(s: EstimatorSettings, spec: rollout.ActionSpec) -> gradest.GradientEstimator:
+    # The network reads the relaxed one-hot action: one input per action.
+    control_variate = gradest.relax_control_variate(
+        jax.random.key(_RELAX_INIT_SEED), spec.num_actions, s.relax_hidden, s.rebar_temperature,
+        s.rebar_scale)
+    return gradest.relax(control_variate, optax.adam(s.control_variate_lr))
+
+
+def _unordered_set(s: EstimatorSettings, spec: rollout.ActionSpec) -> gradest.GradientEstimator:
+    k = s.unordered_set_samples
+    # gradest finds this only when the surrogate is traced; here it is one line before that.
+    if spec.discrete and k > spec.num_actions:
+        raise gradest.EstimatorError(f"unordered_set_samples={k} exceeds the {spec.num_actions} "
+                                     f"actions: the set is drawn without replacement")
+    return gradest.unordered_set(k)
+
+
+def _measure_valued(s: EstimatorSettings, spec: rollout.ActionSpec) -> gradest.GradientEstimator:
+    estimator = gradest.measure_valued()
+    # It supports any distribution it knows, but SAC's continuous policy is a tanh-squashed
+    # Gaussian, which it does not (its surrogate would fail when traced). Marked discrete, SAC
+    # rejects it on continuous actions when it is built, naming the estimators that fit.
+    return estimator._replace(traits=estimator.traits._replace(supports="discrete"))
+
+
+# name -> estimator from the settings and the agent's action space; the score function's
+# baseline is chosen apart.
+ESTIMATORS: dict[str, Callable[[EstimatorSettings, rollout.ActionSpec],
+                               gradest.GradientEstimator]] = {
+    "pathwise": lambda s, n: gradest.pathwise(),
+    "score_function": lambda s, n: gradest.score_function(),
+    "zeroth_order": lambda s, n: gradest.zeroth_order(
         s.zeroth_order_epsilon, s.zeroth_order_directions, antithetic=True),
-    "gumbel_softmax": lambda s: gradest.gumbel_softmax(_temperature(s)),
-    "straight_through": lambda s: gradest.straight_through(_temperature(s)),
-    "exact": lambda s: gradest.exact_enumeration(),
+    "gumbel_softmax": lambda s, n: gradest.gumbel_softmax(_temperature(s)),
+    "straight_through": lambda s, n: gradest.straight_through(_temperature(s)),
+    "gumbel_rao": lambda s, n: gradest.gumbel_rao(_temperature(s), s.gumbel_rao_samples),
+    "exact": lambda s, n: gradest.exact_enumeration(),
+    "rebar": _rebar,
+    "relax": _relax,
+    "unordered_set": _unordered_set,
+    "measure_valued": _measure_valued,
 }
 BASELINES = ("none", "value", "mc_value", "leave_one_out")
 
@@ -65,13 +123,17 @@ def _score_function(baseline: str, k: int) -> Actor:
 DEFAULT_SETTINGS = EstimatorSettings()
 
 
-def make_actor(name: str, baseline: str = "none", num_action_samples: int = 1,
-               settings: EstimatorSettings = DEFAULT_SETTINGS) -> Actor:
-    """The actor of ``--config.actor_estimator=name --config.actor_baseline=baseline``.
+def make_actor(name: str, spec: rollout.ActionSpec, baseline: str = "none",
+               num_action_samples: int = 1, settings: EstimatorSettings = DEFAULT_SETTINGS
+               ) -> Actor:
+    """The actor of ``--config.actor_estimator=name --config.actor_baseline=baseline`` for the
+    action space ``spec`` (``agents.rollout.action_spec``).
 
-    ``gradest.EstimatorError`` for an unknown name, or a baseline with an estimator other than
-    the score function (any b(s) changes the others' gradients by nothing). The score function
-    scores ``settings.num_samples`` actions per state; the others ``num_action_samples``.
+    ``gradest.EstimatorError`` for an unknown name, a hyperparameter the estimator refuses, or a
+    baseline with an estimator other than the score function (any b(s) changes the others'
+    gradients by nothing). The score function scores ``settings.num_samples`` actions per state;
+    the others are called ``num_action_samples`` times per state, each call drawing
+    ``traits.samples_per_call`` actions (one, or the unordered set's k).
     """
     if name not in ESTIMATORS:
         raise gradest.EstimatorError(
@@ -85,4 +147,6 @@ def make_actor(name: str, baseline: str = "none", num_action_samples: int = 1,
         raise gradest.EstimatorError(
             f"actor_baseline={baseline!r} is a control variate for the score function; "
             f"{name} ignores it, so leave it 'none'")
-    return Actor(ESTIMATORS[name](settings), sac.no_baseline(), num_action_samples)
+    estimator = ESTIMATORS[name](settings, spec)
+    return Actor(estimator, sac.no_baseline(),
+                 num_action_samples * estimator.traits.samples_per_call)

@@ -15,7 +15,7 @@ import ml_collections
 from flax import struct
 
 import gradest
-from agents import sac, validation
+from agents import rollout, sac, validation
 from agents.config import static
 from agents.sac import SACConfig
 from experiments.configs import estimators
@@ -37,6 +37,15 @@ class SACRunConfig(SACConfig):
     gumbel_temperature: float = static(1.0)  # initial Gumbel-Softmax temperature τ₀ (seed 001)
     gumbel_anneal_rate: float = static(1e-4)  # τ_t = max(τ_min, τ₀ exp(−rate · updates))
     gumbel_min_temperature: float = static(0.5)  # τ_min
+    # Gumbel-Rao: K conditional relaxations averaged in the backward pass (its τ: gumbel_*).
+    gumbel_rao_samples: int = static(10)
+    rebar_temperature: float = static(0.5)  # REBAR, RELAX: initial relaxation temperature λ
+    rebar_scale: float = static(1.0)  # REBAR, RELAX: initial scale η of the relaxed f
+    relax_hidden: int = static(16)  # RELAX: hidden units of the control variate's network r_ρ
+    control_variate_lr: float = static(3e-3)  # REBAR, RELAX: Adam step size on φ (the variance)
+    # Unordered set: k distinct actions per set, drawn without replacement (2 ≤ k ≤ 6 and at
+    # most the number of actions); num_action_samples sets per state.
+    unordered_set_samples: int = static(2)
 
     def field_checks(self) -> dict[str, validation.Check]:
         """``SACConfig``'s checks and those of the estimator fields."""
@@ -48,16 +57,32 @@ class SACRunConfig(SACConfig):
             "score_function_samples": v.positive_int, "zeroth_order_epsilon": v.positive,
             "zeroth_order_directions": v.positive_int, "gumbel_temperature": v.positive,
             "gumbel_anneal_rate": v.non_negative, "gumbel_min_temperature": v.positive,
+            "gumbel_rao_samples": v.positive_int, "rebar_temperature": v.positive,
+            "rebar_scale": v.finite, "relax_hidden": v.positive_int,
+            "control_variate_lr": v.positive,
+            "unordered_set_samples": _accepted_by(gradest.unordered_set),
         }
 
 
-def actor(config: SACRunConfig) -> estimators.Actor:
-    """The estimator, baseline and actions per state that ``config`` names."""
+def _accepted_by(build) -> validation.Check:
+    """The value must be one ``build(value)`` accepts: the estimator's own check, with its
+    message."""
+    def check(name, value):
+        try:
+            build(value)
+        except gradest.EstimatorError as e:
+            raise ValueError(f"{name}={value!r}: {e}") from None
+    return check
+
+
+def actor(config: SACRunConfig, spec: rollout.ActionSpec) -> estimators.Actor:
+    """The estimator, baseline and actions per state that ``config`` names, for the action space
+    ``spec`` (``agents.rollout.action_spec``)."""
     settings = estimators.EstimatorSettings(
-        config.score_function_samples, config.zeroth_order_epsilon,
-        config.zeroth_order_directions, config.gumbel_temperature, config.gumbel_anneal_rate,
-        config.gumbel_min_temperature)
-    return estimators.make_actor(config.actor_estimator, config.actor_baseline,
+        num_samples=config.score_function_samples,
+        **{name: getattr(config, name) for name in estimators.EstimatorSettings._fields
+           if name != "num_samples"})
+    return estimators.make_actor(config.actor_estimator, spec, config.actor_baseline,
                                  config.num_action_samples, settings)
 
 
@@ -69,14 +94,14 @@ def agent_config(config: SACRunConfig, num_action_samples: int) -> SACConfig:
 
 def make_stages(config: SACRunConfig, env, env_params):
     """``agents.sac.make_stages`` with the actor ``config`` names."""
-    a = actor(config)
+    a = actor(config, rollout.action_spec(env, env_params))
     return sac.make_stages(agent_config(config, a.num_action_samples), env, env_params,
                            a.estimator, a.baseline)
 
 
 def make_train(config: SACRunConfig, env, env_params):
     """``agents.sac.make_train`` with the actor ``config`` names."""
-    a = actor(config)
+    a = actor(config, rollout.action_spec(env, env_params))
     return sac.make_train(agent_config(config, a.num_action_samples), env, env_params,
                           a.estimator, a.baseline)
 
@@ -149,7 +174,10 @@ def usable_estimators(config: SACRunConfig, discrete: bool) -> tuple[str, list[s
     usable = []
     for name, build in estimators.ESTIMATORS.items():
         try:
-            gradest.check_compatible(build(estimators.DEFAULT_SETTINGS), kind=kind,
+            # What fits is the traits' business; 2, the fewest actions of a discrete space, is
+            # a count the default settings fit.
+            spec = rollout.ActionSpec(discrete, 2)
+            gradest.check_compatible(build(estimators.DEFAULT_SETTINGS, spec), kind=kind,
                                      differentiable_f=True)
         except gradest.EstimatorError:
             continue
