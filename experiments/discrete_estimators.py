@@ -565,7 +565,7 @@ def run(output_dir, *, quick: bool, seed: int, **sizes) -> dict:
     sz = _common.resolve_sizes(QUICK, FULL, quick, sizes)
     out = _common.prepare_output_dir(output_dir, overwrite=True)
     log = _common.Progress("discrete_estimators")
-    key_a, key_b = jax.random.split(_common.prng_key(seed))
+    key_a, key_b = jax.random.split(jax.random.key(seed))
     toy = toy_experiment(key_a, sz, log)
     plot_toy(toy, out / "toy.png")
     vae = vae_experiment(key_b, sz, log)
