@@ -68,22 +68,78 @@ def harden(kind: str, z: Array) -> Array:
 
 
 def conditional_perturb(key: PRNGKey, kind: str, logits: Array, b: Array) -> Array:
-    """z̃ ~ p(z | H(z) = b), reparameterized: differentiable in ``logits`` (module docstring)."""
+    """z̃ ~ p(z | H(z) = b) from fresh noise, reparameterized: differentiable in ``logits``
+    (module docstring). Independent of z given b: Gumbel-Rao averages several such draws."""
     # Open interval: log v and log(1 − v) stay finite.
     tiny = jnp.finfo(logits.dtype).tiny
     v = jax.random.uniform(key, logits.shape, logits.dtype, minval=tiny, maxval=1.0)
     if kind == BERNOULLI:
-        log_v, log_1mv = jnp.log(v), jnp.log1p(-v)
-        above = jax.nn.softplus(logits + log_v) - log_1mv
-        below = log_v - jax.nn.softplus(log_1mv - logits)
-        return jnp.where(b > 0.5, above, below)
-    log_p = jax.nn.log_softmax(logits, axis=-1)
+        return _bernoulli_given_b(logits, b, jnp.log(v), jnp.log1p(-v))
     top = -jnp.log(-jnp.log(v))
     # The Gumbel of the argmax class, broadcast along the class axis.
     top_b = jnp.sum(b * top, axis=-1, keepdims=True)
-    # −log(exp(−z_b) + E_j / p_j) in log-space: no overflow when p_j is tiny.
-    others = -jnp.logaddexp(-top_b, jnp.log(-jnp.log(v)) - log_p)
+    return _categorical_given_b(logits, b, top_b, jnp.log(-jnp.log(v)))
+
+
+def tied_conditional_perturb(kind: str, logits: Array, z: Array) -> Array:
+    """z̃ ~ p(z | H(z) = b), b = H(z), drawn from the noise that made z ("tied" noise): z̃ = z
+    in value, but its derivative in ``logits`` is the conditional reparameterization's, with that
+    noise held fixed.
+
+    Given b, the noise recovered from z is distributed as the fresh noise of
+    ``conditional_perturb`` (independent of b), so z̃ is a valid conditional reparameterization,
+    and E[c(z̃) ∇log q(b)] + E[∇c(z̃)] = ∇E[c(z)] still holds. The recovered noise is
+
+    * Bernoulli, L = z − l:  b = 1: 1 − v = σ(−L)/σ(l);  b = 0: v = σ(L)/σ(−l)
+      (the uniform u = σ(L) of z, rescaled to the side of σ(−l) that b says);
+    * categorical:  −log v_b = exp(−z_b),  E_j = p_j (exp(−z_j) − exp(−z_b)), j ≠ b.
+
+    A control variate then sees the same point through z and z̃, and the difference of its
+    pathwise terms shrinks to c′(z) (∂z − ∂z̃): the correlation REBAR relies on (the reference
+    implementations of Tucker et al., 2017 and Grathwohl et al., 2018 tie v to u the same way).
+    """
+    z = sg(z)
+    b = harden(kind, z)
+    if kind == BERNOULLI:
+        noise = z - sg(logits)
+        # Both logs are ≤ 0 in exact arithmetic; the minimum removes rounding above 0.
+        log_1mv_above = jnp.minimum(
+            jax.nn.log_sigmoid(-noise) - jax.nn.log_sigmoid(sg(logits)), 0.0)
+        log_v_below = jnp.minimum(jax.nn.log_sigmoid(noise) - jax.nn.log_sigmoid(-sg(logits)), 0.0)
+        above = b > 0.5
+        log_v = jnp.where(above, _log1mexp(log_1mv_above), log_v_below)
+        log_1mv = jnp.where(above, log_1mv_above, _log1mexp(log_v_below))
+        z_cond = _bernoulli_given_b(logits, b, log_v, log_1mv)
+    else:
+        log_p = jax.nn.log_softmax(sg(logits), axis=-1)
+        top_b = jnp.sum(b * z, axis=-1, keepdims=True)
+        # log E_j = log p_j − z_j + log(1 − exp(z_j − z_b)); any finite number at j = b.
+        log_e = jnp.where(b > 0.5, 0.0, log_p - z + _log1mexp(z - top_b))
+        z_cond = _categorical_given_b(logits, b, top_b, log_e)
+    # Exactly z in value (the formulas above reproduce it up to rounding), with z̃'s derivative.
+    return z_cond + sg(z - z_cond)
+
+
+def _bernoulli_given_b(logits: Array, b: Array, log_v: Array, log_1mv: Array) -> Array:
+    """z̃ = l + log u − log(1 − u), u the uniform v moved to the side of σ(−l) that b says."""
+    above = jax.nn.softplus(logits + log_v) - log_1mv
+    below = log_v - jax.nn.softplus(log_1mv - logits)
+    return jnp.where(b > 0.5, above, below)
+
+
+def _categorical_given_b(logits: Array, b: Array, top_b: Array, log_e: Array) -> Array:
+    """z̃_b = ``top_b`` (a Gumbel(0) draw), z̃_j = −log(exp(−z̃_b) + E_j / p_j) for j ≠ b."""
+    log_p = jax.nn.log_softmax(logits, axis=-1)
+    # In log-space: no overflow when p_j is tiny.
+    others = -jnp.logaddexp(-top_b, log_e - log_p)
     return jnp.where(b > 0.5, top_b, others)
+
+
+def _log1mexp(x: Array) -> Array:
+    """log(1 − exp(x)) for x ≤ 0, accurate at both ends (Mächler, 2012); x is clipped below 0 so
+    that x = 0 (a tie) gives a large negative number, not −inf."""
+    x = jnp.minimum(x, -jnp.finfo(x.dtype).tiny)
+    return jnp.where(x > -0.6931471805599453, jnp.log(-jnp.expm1(x)), jnp.log1p(-jnp.exp(x)))
 
 
 def relax(kind: str, z: Array, temperature: Array) -> Array:

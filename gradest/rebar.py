@@ -11,9 +11,12 @@ is unbiased for ∇θ E[f(θ, b)] (Grathwohl et al., 2018, eq. 8): E[c_φ(z̃) �
 = ∇ E_b E_{z̃|b}[c_φ(z̃)] = ∇ E_z[c_φ(z)] = E[∇ c_φ(z)]. The control variate sees θ only
 through z and z̃ (f inside it is called at sg(θ)), so its gradient is a pathwise one.
 
+z̃ is drawn from the noise that made z (``_relaxed.tied_conditional_perturb``, as the papers'
+reference implementations do): z̃ = z in value, only its derivative in θ differs. So c_φ is
+evaluated once, at z, and ∇c_φ(z) − ∇c_φ(z̃) = c′_φ(z)(∂z − ∂z̃).
+
 * REBAR: c_φ(z) = η f(σ_λ(z)), the relaxation σ(z/λ) (Bernoulli) or softmax(z/λ) (categorical)
-  at temperature λ with scale η; φ = (η, log λ). 3 evaluations of f per sample: at b, σ_λ(z),
-  σ_λ(z̃).
+  at temperature λ with scale η; φ = (η, log λ). 2 evaluations of f per sample: at b and σ_λ(z).
 * RELAX: any c_φ; ``relax_control_variate`` gives the one of Grathwohl et al. (2018, §6.1) for
   discrete variables, REBAR's term plus a small network, c_φ(z) = η f(σ_λ(z)) + r_ρ(σ_λ(z)).
 
@@ -23,11 +26,23 @@ and takes one optimizer step on φ, which lives in the estimator's state. Becaus
 gradient of the surrogate, this is a second derivative: one more backward pass through f and its
 derivative with respect to φ, on top of the caller's.
 
-Surrogate (value f(θ, b); z, z̃ differentiable in θ; φ from the state):
+Surrogate (value f(θ, b); z, z̃ differentiable in θ; φ from the state), with
+z_path = z + (sg z̃ − z̃) (z in value, derivative ∂z − ∂z̃):
 
-    f(θ, b) + (sg f(b) − c_φ(sg z̃)) (log p(b) − sg log p(b)) + (c_φ(z) − c_φ(z̃)) − sg(c_φ(z) − c_φ(z̃)).
+    f(θ, b) + (sg f(b) − c_φ(z_path)) (log p(b) − sg log p(b)) + c_φ(z_path) − sg c_φ(z_path).
 
-The coefficient keeps its dependence on φ (not on θ), so that ∂ĝ/∂φ is right.
+The coefficient keeps its dependence on φ, so that ∂ĝ/∂φ is right; its θ-derivative drops out,
+multiplied by log p(b) − sg log p(b) = 0.
+
+What REBAR can do is limited for one Bernoulli b and an f of b alone. Write REBAR's
+ĝ = A + η B, A = f(b) ∇log p(b) plain REINFORCE. Then E[B | b] = ∓ f(σ_λ(0)) ρ(−θ) / p(b),
+− for b = 1 (integrate c(z) 1[z > 0] by parts: only c at the threshold z = 0 is left, and σ_λ(0) = ½ for
+every λ; ρ(−θ) = σ(θ)σ(−θ) is z's density there), so
+
+    Cov(A, B) = −f(½) σ(θ)σ(−θ) [f(1)(1 − σ(θ)) + f(0) σ(θ)],
+
+and the best η for a given λ removes Cov²/Var B from Var A: nothing when f(½) ≈ 0, as on the
+RELAX paper's toy f(b) = (b − 0.499)², where f(½) = 10⁻⁶ (``experiments.discrete_estimators``).
 """
 
 from __future__ import annotations
@@ -137,7 +152,7 @@ class RelaxState(NamedTuple):
 def relax(control_variate: ControlVariate, optimizer: Optional[Any] = None,
           name: str = "relax") -> GradientEstimator:
     """RELAX with control variate c_φ, φ trained on ∂/∂φ E[‖ĝ‖²] by ``optimizer`` at each
-    ``update`` (module docstring). 1 + 2 × ``control_variate.evaluations`` evaluations of f per
+    ``update`` (module docstring). 1 + ``control_variate.evaluations`` evaluations of f per
     sample.
 
     Args:
@@ -146,66 +161,87 @@ def relax(control_variate: ControlVariate, optimizer: Optional[Any] = None,
       optimizer: an optax-style transformation for φ; default ``sgd(1e-3)``.
       name: the traits' name.
     """
-    if not isinstance(control_variate, ControlVariate):
-        raise EstimatorError(f"control_variate must be a gradest.rebar.ControlVariate, got "
-                             f"{control_variate!r}")
-    optimizer = sgd(1e-3) if optimizer is None else optimizer
-    if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
-        raise EstimatorError(f"optimizer needs init(params) and update(grads, state, params), got "
-                             f"{optimizer!r}")
-    cv = control_variate
+    cv = _checked_control_variate(control_variate)
+    optimizer = _checked_optimizer(optimizer)
     traits = Traits(name=name, unbiased=True, needs_differentiable_f=True, supports="discrete",
-                    evaluations_per_call=1 + 2 * cv.evaluations)
+                    evaluations_per_call=1 + cv.evaluations)
 
     def init():
         return RelaxState(cv.params, optimizer.init(cv.params))
 
     def surrogate(key, params, make_dist, f, state):
-        key_z, key_cond = jax.random.split(key)
-
-        def estimate(theta, phi):
-            dist = make_dist(theta)
-            check_distribution(traits, dist)
-            kind, logits = _relaxed.kind_and_logits(name, dist)
-            z = _relaxed.perturb(key_z, kind, logits)
-            b = _relaxed.harden(kind, z)
-            z_cond = _relaxed.conditional_perturb(key_cond, kind, logits, b)
-            f_b = check_scalar_objective(f(theta, b))
-
-            def f_at(y):
-                # θ held fixed: the control variate's gradient flows through z only.
-                return check_scalar_objective(f(sg(theta), y))
-
-            def c(zz):
-                return cv.apply(phi, zz, lambda x, t: _relaxed.relax(kind, x, t), f_at)
-
-            c_z, c_cond = c(z), c(z_cond)
-            # Differentiable in φ, constant in θ: the score term's coefficient.
-            coef = sg(f_b) - c(sg(z_cond))
-            log_q = _relaxed.log_prob(kind, logits, b)
-            pathwise = c_z - c_cond
-            return f_b + coef * (log_q - sg(log_q)) + pathwise - sg(pathwise), f_b
+        def value(theta, phi):
+            return _surrogate_value(key, traits, cv, make_dist, f, theta, phi)
 
         def second_moment(phi):
-            g = jax.grad(lambda th: estimate(th, phi)[0])(sg(params))
+            g = jax.grad(lambda theta: value(theta, phi)[0])(sg(params))
             return tree_vdot(g, g)
 
-        value, f_b = estimate(params, state.phi)
-        return value, {"f": f_b, "phi_grad": jax.grad(second_moment)(state.phi)}
+        out, f_b = value(params, state.phi)
+        return out, {"f": f_b, "phi_grad": jax.grad(second_moment)(state.phi)}
 
     def update(state, aux):
-        # Mean over every leading (sample, group, batch …) axis of the per-sample ∂‖ĝ‖²/∂φ.
-        grads = jax.tree.map(lambda g, p: jnp.mean(jnp.reshape(g, (-1,) + jnp.shape(p)), axis=0),
-                             aux["phi_grad"], state.phi)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.phi)
-        return RelaxState(jax.tree.map(jnp.add, state.phi, updates), opt_state)
+        return _train_phi(optimizer, state, aux)
 
     return GradientEstimator(init, surrogate, update, traits)
 
 
+def _checked_control_variate(control_variate: Any) -> ControlVariate:
+    if not isinstance(control_variate, ControlVariate):
+        raise EstimatorError(f"control_variate must be a gradest.rebar.ControlVariate, got "
+                             f"{control_variate!r}")
+    return control_variate
+
+
+def _checked_optimizer(optimizer: Optional[Any]) -> Any:
+    optimizer = sgd(1e-3) if optimizer is None else optimizer
+    if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
+        raise EstimatorError(f"optimizer needs init(params) and update(grads, state, params), got "
+                             f"{optimizer!r}")
+    return optimizer
+
+
+def _surrogate_value(key: PRNGKey, traits: Traits, cv: ControlVariate, make_dist, f,
+                     theta: Any, phi: Any) -> tuple[Array, Array]:
+    """(the surrogate of the module docstring at θ, φ; f(θ, b)), with z̃ tied to z.
+
+    z̃ = z in value, so c_φ(z) − c_φ(z̃) is one call of c_φ at z_path = z + (sg z̃ − z̃): z in
+    value, derivative ∂z − ∂z̃, hence gradient c′_φ(z)(∂z − ∂z̃) = ∇c_φ(z) − ∇c_φ(z̃). The same
+    call gives the score term's coefficient f(b) − c_φ(z̃); it needs no stop-gradient in θ, since
+    it multiplies log q(b) − sg log q(b), which is 0 in value, so its θ-derivative (and that
+    derivative's φ-derivative) drops out, while ∂ĝ/∂φ keeps its dependence on φ.
+    """
+    dist = make_dist(theta)
+    check_distribution(traits, dist)
+    kind, logits = _relaxed.kind_and_logits(traits.name, dist)
+    z = _relaxed.perturb(key, kind, logits)
+    b = _relaxed.harden(kind, z)
+    z_cond = _relaxed.tied_conditional_perturb(kind, logits, z)
+    f_b = check_scalar_objective(f(theta, b))
+
+    def f_at(y):
+        # θ held fixed: the control variate's gradient flows through z only.
+        return check_scalar_objective(f(sg(theta), y))
+
+    c_path = cv.apply(phi, z + (sg(z_cond) - z_cond),
+                      lambda x, t: _relaxed.relax(kind, x, t), f_at)
+    log_q = _relaxed.log_prob(kind, logits, b)
+    score = (sg(f_b) - c_path) * (log_q - sg(log_q))
+    return f_b + score + c_path - sg(c_path), f_b
+
+
+def _train_phi(optimizer: Any, state: RelaxState, aux: dict) -> RelaxState:
+    """One optimizer step on φ along the batch mean of the per-sample ∂‖ĝ‖²/∂φ."""
+    # Mean over every leading (sample, group, batch …) axis.
+    grads = jax.tree.map(lambda g, p: jnp.mean(jnp.reshape(g, (-1,) + jnp.shape(p)), axis=0),
+                         aux["phi_grad"], state.phi)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.phi)
+    return RelaxState(jax.tree.map(jnp.add, state.phi, updates), opt_state)
+
+
 def rebar(temperature: float = 0.5, scale: float = 1.0,
           optimizer: Optional[Any] = None) -> GradientEstimator:
-    """REBAR: ``relax`` with c_φ(z) = η f(σ_λ(z)), η and λ trained on the variance; 3 evaluations
+    """REBAR: ``relax`` with c_φ(z) = η f(σ_λ(z)), η and λ trained on the variance; 2 evaluations
     of f per sample.
 
     Args:

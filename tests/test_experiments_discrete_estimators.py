@@ -69,7 +69,7 @@ def test_run_end_to_end(tmp_path):
 
 def test_uneven_budget_is_rejected():
     with pytest.raises(ValueError, match="multiple"):
-        de.vae_estimators("binary", jax.random.key(0), de.Sizes(evaluations=4))
+        de.vae_estimators("binary", jax.random.key(0), de.Sizes(evaluations=5))
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,8 +91,10 @@ def test_lowest_variance_ignores_biased_estimators():
     assert de.lowest_variance(rows, "v") == "a"
 
 
-def _toy_row(log_var, unbiased=True, solved=1.0):
-    return {"unbiased": unbiased, "log10_variance_per_evaluation_init": log_var,
+def _toy_row(log_var, unbiased=True, solved=1.0, evaluations=1):
+    """Per sample ``log_var``; per evaluation, log_var + log10(evaluations)."""
+    return {"unbiased": unbiased, "log10_variance_init": log_var, "log10_variance_init_se": 0.01,
+            "log10_variance_per_evaluation_init": log_var + math.log10(evaluations),
             "log10_variance_per_evaluation_init_se": 0.01, "solved_fraction": solved}
 
 
@@ -150,6 +152,26 @@ def test_verdict_fails_on_a_reversed_toy_ordering(name, log_var):
     results["toy"]["estimators"][name] = _toy_row(log_var)
     holds, line = de.verdict(results)
     assert not holds and "reversed" in line
+
+
+def test_toy_orderings_compare_per_sample():
+    """REBAR with plain REINFORCE's per-sample variance (its best on this toy, η = 0) ties, though
+    per evaluation (× 2) it is 0.3 above by 30 SE; a per-sample excess of 3 SE reverses. The
+    per-evaluation numbers still pick the lowest-variance estimator."""
+    results = synthetic_results()
+    toy = results["toy"]["estimators"]
+    toy["reinforce"] = _toy_row(-1.806)
+    toy["rebar"] = _toy_row(-1.806, evaluations=2)
+    toy["relax"] = _toy_row(-4.5, evaluations=2)
+    holds, line = de.verdict(results)
+    assert holds and "toy: disarm" in line and "rebar -1.806 vs reinforce -1.806" in line
+    toy["rebar"] = _toy_row(-1.806 + 3 * 0.01 * math.sqrt(2), evaluations=2)
+    holds, line = de.verdict(results)
+    assert not holds and "vs reinforce -1.806 (±0.014: reversed)" in line
+    toy["disarm"] = _toy_row(-4.0, evaluations=2)                   # per evaluation: -3.70
+    toy["reinforce_loo"] = _toy_row(-4.0, evaluations=2)
+    toy["arm"] = _toy_row(-3.9, evaluations=2)
+    assert "Lowest variance per evaluation (unbiased): toy relax" in de.verdict(results)[1]
 
 
 def test_cli_help_documents_every_flag():

@@ -149,7 +149,8 @@ def _discrete(good: bool) -> dict:
     """DisARM < ARM, RELAX < REBAR < REINFORCE-LOO everywhere, with per-estimator wall times;
     not good: DisARM above ARM in every seed of the binary VAE."""
     def toy(v, unbiased=True):
-        return {"unbiased": unbiased, "log10_variance_per_evaluation_init": v,
+        return {"unbiased": unbiased, "log10_variance_init": v, "log10_variance_init_se": 0.01,
+                "log10_variance_per_evaluation_init": v,
                 "log10_variance_per_evaluation_init_se": 0.01, "solved_fraction": 1.0,
                 "train_seconds": 2.0}
 
