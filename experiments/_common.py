@@ -1,6 +1,6 @@
 """Helpers shared by the experiment modules (DESIGN.md §5): the output folder, atomic JSON,
 figures, progress lines, and the machine-independent measures verdicts are decided on (XLA's
-count of a compiled program's work; standard errors of Monte Carlo variances), beside the
+count of a program's work; standard errors of Monte Carlo variances), beside the
 benchmarks' alternating rounds.
 
 Every module is run as ``python -m experiments.<name> --output_dir=... [--overwrite]`` and also
@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from absl import flags
+import jax
 import matplotlib
 
 # Experiments run headless (CI, remote machines); select the backend before pyplot is imported.
@@ -179,20 +180,23 @@ def markdown_table(rows: list[dict], columns: list[str], digits: int = 4) -> str
 # Counted work: what a verdict on cost compares, because it does not move with the machine's load.
 
 
-def compiled_cost(compiled: Any) -> dict:
-    """XLA's count of the work of a compiled program: ``{"flops", "bytes_accessed",
-    "transcendentals"}`` from ``jax.jit(f).lower(...).compile().cost_analysis()``.
+def counted_cost(fn: Callable, *args: Any) -> dict:
+    """XLA's count of the work of ``jax.jit(fn)(*args)``: ``{"flops", "bytes_accessed",
+    "transcendentals"}`` from the cost analysis of the lowered program.
 
-    The count is of the program as optimized for its backend (fusion decides which intermediate
-    arrays reach memory, so bytes depend on the backend; FLOPs hardly), and is the same on a
-    quiet and on a loaded machine. XLA counts the body of a loop once, whatever its trip count
-    (a ``lax.scan`` of 10 steps counts as one step, checked with jax 0.10.2 on CPU), so a
-    program with a loop is refused: count one step and multiply.
+    The count is of the program as written (before the backend's fusion, so bytes count every
+    intermediate array), and is the same on a quiet and on a loaded machine, and on any machine.
+    The program is lowered as for GPUs and TPUs (``lowering_platforms=("cuda",)``; lowering
+    needs no such device): the CPU lowering rolls each threefry draw's rounds into a loop, and
+    XLA counts the body of a loop once, whatever its trip count (a ``lax.scan`` of 10 steps
+    counts as one step, checked with jax 0.10.2). A program with a loop of its own is refused:
+    count one step and multiply.
     """
-    if " while(" in compiled.as_text():
+    lowered = jax.jit(fn).trace(*args).lower(lowering_platforms=("cuda",))
+    if "stablehlo.while" in lowered.as_text():
         raise ValueError("the program has a loop, whose body XLA's cost analysis counts once; "
                          "count the cost of one iteration instead")
-    cost = compiled.cost_analysis()
+    cost = lowered.cost_analysis()
     # Older jax returned one dict per device program.
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return {"flops": float(cost["flops"]), "bytes_accessed": float(cost["bytes accessed"]),

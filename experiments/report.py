@@ -118,8 +118,8 @@ def render(entries: dict, quick: bool, seed: int, total_seconds: float, host: di
               f"{total_seconds:.0f} s (wall-clock, which depends on the machine and its load). "
               f"Regenerate with `python -m experiments.report{'' if quick else ' --full'}`.")
     how = ("Every verdict follows a rule stated with it, applied to statistics of the results "
-           "(differences with their standard errors, exact values) or to work counted in a "
-           "compiled program, never to seconds: the same seed gives the same verdicts on a "
+           "(differences with their standard errors, exact values) or to work XLA counts in a "
+           "program, never to seconds: the same seed gives the same verdicts on a "
            "quiet and on a busy machine. Monte Carlo numbers are given as mean ± standard error.")
     devices = f"{', '.join(host['devices'])} ({host['num_devices']} in all)"
     lines = ["# gradest: the seeds' claims, reproduced", "",

@@ -37,7 +37,7 @@ numbers). Critics, α and V keep the shared step size.
 and report final greedy returns (32 episodes per seed), learning curves, the actor gradient's
 per-state variance and SNR over training (``gradest.diagnostics`` on one replay batch per log), and
 the cost of one gradient update (critic, actor, α, V) of each: the FLOPs and bytes XLA counts in
-the compiled update, which the verdict compares, and beside them its wall-clock time.
+the update's program, which the verdict compares, and beside them its wall-clock time.
 """
 
 from __future__ import annotations
@@ -170,11 +170,10 @@ def _update_inputs(configs: dict, key: jax.Array) -> dict:
 
 def update_costs(inputs: dict, key: jax.Array) -> dict:
     """XLA's count of the work of one gradient update (critic, actor, α, V and targets) per
-    variant: ``{"flops", "bytes_accessed", "transcendentals"}`` of the compiled update
-    (``_common.compiled_cost``), compiled as training compiles it. The verdict's cost: it is the
-    same on a quiet and on a loaded machine, unlike seconds."""
-    return {name: _common.compiled_cost(
-                jit(functools.partial(sac.learn, setup)).lower(state, key).compile())
+    variant: ``{"flops", "bytes_accessed", "transcendentals"}`` of the update's program
+    (``_common.counted_cost``). The verdict's cost: it is the same on a quiet and on a loaded
+    machine, unlike seconds."""
+    return {name: _common.counted_cost(functools.partial(sac.learn, setup), state, key)
             for name, (setup, state) in inputs.items()}
 
 
@@ -260,7 +259,7 @@ def _mflop(x: dict) -> float:
 RULE = (f"Holds when all three parts hold: (i) the final returns of the score function with the "
         f"learned V(s) baseline and of pathwise differ by |Welch t| < {T_BOUND:g}; (ii) one "
         f"gradient update of the score function with V(s) does less than {COST_BOUND:g}× "
-        "pathwise's work, counted as the FLOPs of the compiled update (XLA's cost analysis; "
+        "pathwise's work, counted as the FLOPs of the update program (XLA's cost analysis; "
         "bytes accessed and wall-clock seconds are shown beside, never judged); (iii) without "
         f"the baseline the final return is lower than with it by Welch t > {T_BOUND:g}.")
 
@@ -270,7 +269,7 @@ def verdict(results: dict) -> tuple[bool, str]:
     seed's form, against pathwise and against no baseline, at the same K), by ``RULE``:
 
     (i) same performance: |Welch t| of score_function+V against pathwise below 2;
-    (ii) same cost: score_function+V's FLOPs per update (XLA's count of the compiled update)
+    (ii) same cost: score_function+V's FLOPs per update (XLA's count of the update program)
         within 1.5× of pathwise's;
     (iii) the baseline matters: score_function without baseline worse than with it, t > 2.
 
@@ -351,7 +350,7 @@ def markdown(results: dict) -> str:
         f"per estimator on {ENV_ID}, tuned Pendulum config (score function: K={K} actions per "
         "state); final return = mean of 32 greedy episodes per seed, ± its standard error over "
         "seeds. Cost of one gradient update (critics, actor, α, V, targets) of one seed: FLOPs "
-        "and bytes accessed as XLA counts them in the compiled update (what the verdict "
+        "and bytes accessed as XLA counts them in the update program (what the verdict "
         "compares: the same on a quiet and on a busy machine), and the wall-clock time "
         "(median over rounds taking the variants in turn; it moves with the machine's load, "
         "so it is shown, not judged). The actor-gradient variance and SNR are medians over "

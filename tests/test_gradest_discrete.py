@@ -235,7 +235,7 @@ def test_rebar_variance_on_one_bernoulli_is_the_exact_one(name, f, f_prime):
     mean, var = _exact_moments(logit, lam, eta, f, f_prime)
     p = 1 / (1 + np.exp(-logit))
     np.testing.assert_allclose(mean, p * (1 - p) * (f(1.0) - f(0.0)), rtol=1e-6, atol=1e-9)
-    v, v_se = _variance_and_stderr(g[:, None])
+    v, v_se = variance_and_stderr(g[:, None])
     assert abs(g.mean() - mean) < 4 * np.sqrt(var / len(g))
     assert abs(v[0] - var) < 4 * v_se[0], (v, var)
     reinforce = _exact_moments(logit, lam, 0.0, f, f_prime)[1]
