@@ -16,6 +16,11 @@ import rlax
 
 from agents import returns
 
+# Behaviour, not speed: small programs compiled once each, where XLA's optimizations cost more
+# time than they save.
+pytestmark = pytest.mark.usefixtures("fast_compiles")
+
+
 # One trajectory of T = 4 steps, γ = 0.5: a termination after step 1, a truncation after step 2
 # (the final observation's value is 30), and the rollout cut after step 3 (V(s_4) = 40).
 REWARDS = jnp.array([1.0, 1.0, 1.0, 1.0])

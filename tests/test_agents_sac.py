@@ -19,14 +19,7 @@ TINY = dict(actor_widths=(8,), critic_widths=(8,), batch_size=8, warmup_steps=16
             total_steps=64, log_interval=24, eval_episodes=2, verbose=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compiles():
-    """These tests check behaviour, not speed: skipping most XLA optimizations halves their
-    compile time, which dominates this file."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
 def _default_estimator(env_id):

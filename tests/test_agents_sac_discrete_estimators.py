@@ -13,18 +13,15 @@ from experiments import configs
 from experiments.configs import sac as sac_config
 
 NEW_CATEGORICAL = ("rebar", "relax", "gumbel_rao", "unordered_set", "measure_valued")
+# Two train in the fast suite (a stateful estimator and one that draws k actions per call); the
+# other three, whose gradients the agreement test checks fast, train in the slow suite.
+FAST = ("rebar", "unordered_set")
 TINY = dict(actor_widths=(8,), critic_widths=(8,), batch_size=8, warmup_steps=16,
             buffer_size=64, total_steps=64, num_envs=1, updates_per_step=1, log_interval=24,
             eval_episodes=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compiles():
-    """Behaviour, not speed: most XLA optimizations off halves the compile time."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
 def _stages(name, **overrides):
@@ -34,7 +31,8 @@ def _stages(name, **overrides):
     return config, configs.make_stages(entry, config, env, env_params)
 
 
-@pytest.mark.parametrize("name", NEW_CATEGORICAL)
+@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in NEW_CATEGORICAL])
 def test_discrete_sac_trains_with_each_categorical_estimator_by_name(name):
     config, stages = _stages(name)
     carry = jax.jit(stages.init)(jax.random.key(0))

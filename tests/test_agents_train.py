@@ -175,6 +175,7 @@ def test_network_init_draws_every_kernel_orthogonal_with_its_gain():
     assert float(jnp.max(jnp.abs(stacked[0] - stacked[1]))) > 0.1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("agent", ["ppo", "sac"])
 def test_eval_every_skips_evaluations_and_changes_nothing_else(agent):
     """With ``eval_every=2`` over 3 log intervals, the second and the last are evaluated, and

@@ -15,6 +15,7 @@ TINY = dict(num_classes=4, num_draws=2_000, num_temperatures=3, grad_samples=200
             eval_samples=2)
 
 
+@pytest.mark.slow
 def test_run_end_to_end(tmp_path):
     results = gumbel.run(tmp_path, quick=True, seed=0, **TINY)
     for name in ("gumbel.json", *gumbel.FIGURES):

@@ -7,6 +7,7 @@ import pytest
 from experiments import reinforce_baselines as rb
 
 
+@pytest.mark.slow
 def test_runs_end_to_end_with_tiny_budget(tmp_path):
     results = rb.run(tmp_path, quick=True, seed=0, envs=("CartPole-v1",),
                      variants=(rb.NONE, rb.LEARNED), num_seeds=2, total_steps=8_000)
@@ -22,7 +23,7 @@ def test_runs_end_to_end_with_tiny_budget(tmp_path):
     expected = min(c["variance_ratio_per_seed"]) > 1.0 and (
         c["auc_difference"] > 2 * c["auc_difference_se"])
     assert saved["verdict"]["holds"] is expected
-    assert f"+{c['auc_difference']:.1f} ± {c['auc_difference_se']:.1f}" in saved["verdict"]["line"]
+    assert f"{c['auc_difference']:+.1f} ± {c['auc_difference_se']:.1f}" in saved["verdict"]["line"]
 
 
 def _run(var_ratio_seeds, auc_diff, se):

@@ -14,6 +14,7 @@ TINY = dict(actor_widths=(8,), critic_widths=(8,), batch_size=8, warmup_steps=16
 pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
+@pytest.mark.slow
 def test_run_end_to_end_with_tiny_sizes(tmp_path):
     results = se.run(tmp_path / "out", num_seeds=2, total_steps=48, timing_updates=3,
                      variants=se.VERDICT_VARIANTS, config_overrides=TINY, log=lambda *_: None)

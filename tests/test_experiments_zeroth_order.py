@@ -14,6 +14,7 @@ TINY = dict(train_steps=4, eval_every=2, num_directions=4, loo_samples=2, warmup
             cosine_batch=32, num_epsilons=2, cosine_directions=16, cosine_repeats=2)
 
 
+@pytest.mark.slow
 def test_run_end_to_end(tmp_path):
     results = zo.run(tmp_path, quick=True, seed=0, **TINY)
     for name in ("zeroth_order.json", *zo.FIGURES):

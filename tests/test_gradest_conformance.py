@@ -18,6 +18,10 @@ import gradest
 from gradest import baselines
 from gradest.unordered_set import set_weights
 
+# Behaviour, not speed: each case compiles small programs once, where XLA's optimizations cost
+# more time than they save.
+pytestmark = pytest.mark.usefixtures("fast_compiles")
+
 KEY = jax.random.key(0)
 
 GAUSS_PARAMS = {"mu": jnp.array([0.5, -1.0]), "sigma": jnp.array([1.0, 0.7])}

@@ -23,6 +23,11 @@ import gradest
 from gradest import testing
 from tests.stats import assert_variance_matches
 
+# Behaviour, not speed: small programs compiled once each, where XLA's optimizations cost more
+# time than they save.
+pytestmark = pytest.mark.usefixtures("fast_compiles")
+
+
 
 def _first_moment(dist):
     """E z in closed form: probabilities for the discrete problems, the mean otherwise."""

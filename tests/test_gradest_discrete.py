@@ -19,6 +19,11 @@ import gradest
 from gradest import _relaxed, baselines, testing
 from tests.stats import variance_and_stderr
 
+# Behaviour, not speed: small programs compiled once each, where XLA's optimizations cost more
+# time than they save.
+pytestmark = pytest.mark.usefixtures("fast_compiles")
+
+
 S = 20_000
 
 

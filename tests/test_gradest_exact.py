@@ -19,6 +19,11 @@ import gradest
 from gradest import baselines, testing
 from tests.stats import assert_variance_matches
 
+# Behaviour, not speed: small programs compiled once each, where XLA's optimizations cost more
+# time than they save.
+pytestmark = pytest.mark.usefixtures("fast_compiles")
+
+
 UNBIASED = [
     ("score_function", lambda: gradest.score_function()),
     ("loo", lambda: gradest.score_function(baselines.leave_one_out(4))),

@@ -24,6 +24,11 @@ import gradest
 from gradest import testing
 from tests.stats import assert_variance_matches
 
+# Behaviour, not speed: small programs compiled once each, where XLA's optimizations cost more
+# time than they save.
+pytestmark = pytest.mark.usefixtures("fast_compiles")
+
+
 MVD = [("coupled", True), ("uncoupled", False)]
 
 

@@ -80,6 +80,7 @@ def _restored_state(directory, config, env, env_params, entry):
     return jax.device_get(trainer.saveable(carry)), metrics
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_results_of_one(tmp_path):
     port = _free_port()
     shared_ckpt = tmp_path / "checkpoints"

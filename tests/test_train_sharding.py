@@ -83,6 +83,7 @@ def _small_eval(monkeypatch):
     monkeypatch.setattr(train, "MIN_EVAL_EPISODES", 1)
 
 
+@pytest.mark.slow
 def test_same_seed_same_result_and_vmapped_seeds_equal_each_alone(compile_cache):
     entry, config, env, env_params = _setup("ppo")
     stages = configs.make_stages(entry, config, env, env_params)
