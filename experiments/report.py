@@ -57,7 +57,8 @@ CLAIMS = (
     Claim("004", "A value baseline cuts the variance of REINFORCE's gradient and speeds up "
           "learning.", "reinforce_baselines"),
     Claim("i14", "The variance orderings of the DisARM and RELAX papers (DisARM ≤ ARM; RELAX ≤ "
-          "REBAR ≤ REINFORCE with a baseline) hold on the RELAX toy problem and a discrete VAE.",
+          "REBAR ≤ REINFORCE: plain on the RELAX toy problem, with a leave-one-out baseline in a "
+          "discrete VAE) hold here.",
           "discrete_estimators"),
 )
 
