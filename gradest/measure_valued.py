@@ -33,6 +33,10 @@ derivative p_j (δ_{e_j} − Cat(p)) of Mohamed et al. with the negative part's 
 exactly from the same K evaluations rather than from one draw. For a vector of independent
 variables, coordinate i varies variable i over its classes and keeps the others at the draw.
 
+A tanh-squashed Gaussian (``gradest.TanhNormal``, a = tanh(u), u ~ N(μ, diag σ²), SAC's policy)
+is the diagonal Gaussian case for the objective f ∘ tanh: E_a[f(a)] = E_u[f(tanh u)], so the
+same decompositions apply to u and every evaluation point is squashed before f sees it.
+
 The estimate is injected through the distribution's own parameters, (loc, scale) or probs, as
 produced by ``make_dist(params)``, so the gradient reaches ``params`` by the chain rule:
 
@@ -41,7 +45,7 @@ produced by ``make_dist(params)``, so the gradient reaches ``params`` by the cha
 with value f(θ, z) at the base draw z and gradient ∇θ f(θ, z) + Σ_j ĝ_j ∂φ_j/∂θ.
 
 Cost in evaluations of f per sample, for n coordinates (n independent variables):
-Gaussian 4n + 1 (2 per parameter coordinate, for 2n parameters, and the value at the base draw);
+Gaussian and tanh-Gaussian 4n + 1 (2 per parameter coordinate, for 2n parameters, and the value at the base draw);
 Bernoulli 2n and Categorical with K classes Kn (the value is one of them).
 """
 
@@ -62,19 +66,34 @@ from gradest._core import (
     linear_term,
     no_state,
 )
+from gradest.distributions import TanhNormal
 
 sg = jax.lax.stop_gradient
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 
 
+def _identity(x):
+    return x
+
+
 def _gaussian_parameters(dist):
-    """(loc, scale) of a diagonal Gaussian, each shaped like a sample, or None."""
+    """(loc, scale, squash) of a diagonal Gaussian u, each parameter shaped like a sample, where
+    the distribution's sample is squash(u); or None."""
     if isinstance(dist, distrax.MultivariateNormalDiag):
-        return dist.loc, dist.scale_diag
+        return dist.loc, dist.scale_diag, _identity
     if isinstance(dist, distrax.Normal):
-        return dist.loc, dist.scale
+        return dist.loc, dist.scale, _identity
+    if isinstance(dist, TanhNormal):
+        return dist.loc, dist.scale, jnp.tanh
     return None
+
+
+def _base_draw(dist, key):
+    """The pre-squash Gaussian draw u behind one sample."""
+    if isinstance(dist, TanhNormal):
+        return dist.sample_with_latent(key)[1]
+    return dist.sample(seed=key)
 
 
 def _replace_each(base, new):
@@ -84,11 +103,11 @@ def _replace_each(base, new):
 
 
 def _gaussian_estimate(key, theta, dist, f, coupled):
-    """Value f(θ, x) at the base draw and ĝ for (loc, scale), shaped like a sample."""
-    loc, scale = _gaussian_parameters(dist)
+    """Value f(θ, squash(x)) at the base draw and ĝ for (loc, scale), shaped like a sample."""
+    loc, scale, squash = _gaussian_parameters(dist)
     key_x, key_w, key_w2, key_m, key_n = jax.random.split(key, 5)
     # The base draw carries no gradient: θ reaches the estimate only through the injected ĝ.
-    x = sg(dist.sample(seed=key_x))
+    x = sg(_base_draw(dist, key_x))
     shape, dtype = x.shape, x.dtype
     mu, sigma = jnp.ravel(sg(loc)), jnp.ravel(sg(scale))
     n = mu.shape[0]
@@ -102,10 +121,10 @@ def _gaussian_estimate(key, theta, dist, f, coupled):
         normal = jax.random.normal(key_n, (n,), dtype)
     new = mu[None] + sigma[None] * jnp.stack([w, -w_neg, m, normal])
     points = _replace_each(jnp.ravel(x), new)
-    f_points = jax.vmap(jax.vmap(lambda p: f(sg(theta), jnp.reshape(p, shape))))(points)
+    f_points = jax.vmap(jax.vmap(lambda p: f(sg(theta), squash(jnp.reshape(p, shape)))))(points)
     g_loc = (f_points[0] - f_points[1]) / (sigma * _SQRT_2PI)
     g_scale = (f_points[2] - f_points[3]) / sigma
-    value = check_scalar_objective(f(theta, x))
+    value = check_scalar_objective(f(theta, squash(x)))
     ghat = (jnp.reshape(g_loc, jnp.shape(loc)), jnp.reshape(g_scale, jnp.shape(scale)))
     return value, ghat, (loc, scale)
 
@@ -146,7 +165,8 @@ _DISCRETE = (distrax.Bernoulli, distrax.Categorical, distrax.OneHotCategorical)
 
 def measure_valued(coupled: bool = True) -> GradientEstimator:
     """The measure-valued derivative estimator (module doc) for diagonal Gaussians
-    (``distrax.Normal``, ``MultivariateNormalDiag``), Bernoulli and (one-hot) Categorical.
+    (``distrax.Normal``, ``MultivariateNormalDiag``), tanh-squashed ones (``TanhNormal``),
+    Bernoulli and (one-hot) Categorical.
 
     Args:
       coupled: share the randomness of the two terms of each Gaussian difference (W′ = W for the
@@ -171,7 +191,7 @@ def measure_valued(coupled: bool = True) -> GradientEstimator:
         else:
             raise EstimatorError(
                 f"{traits.name} knows the weak derivative of Normal, MultivariateNormalDiag, "
-                f"Bernoulli, Categorical and OneHotCategorical, got {type(dist).__name__}; use "
+                f"TanhNormal, Bernoulli, Categorical and OneHotCategorical, got {type(dist).__name__}; use "
                 "score_function."
             )
         # value carries ∇θ f(θ, z); the linear term injects ĝ through the distribution's

@@ -6,9 +6,9 @@ hyperparameters given on the command line (``--config.actor_estimator=score_func
 them. A new estimator needs an entry here, nothing in ``agents/``.
 
 Which fit which actions: continuous (SAC's tanh-squashed Gaussian) ``pathwise``,
-``score_function``, ``zeroth_order``; discrete (SAC's one-hot categorical) ``score_function``,
-the Gumbel estimators ``gumbel_softmax``, ``straight_through``, ``gumbel_rao`` (all three
-biased), ``exact``, and the unbiased categorical ones ``rebar``, ``relax``, ``unordered_set``,
+``score_function``, ``zeroth_order``, ``measure_valued``; discrete (SAC's one-hot categorical)
+``score_function``, the Gumbel estimators ``gumbel_softmax``, ``straight_through``,
+``gumbel_rao`` (all three biased), ``exact``, and the unbiased categorical ones ``rebar``, ``relax``, ``unordered_set``,
 ``measure_valued``. ``gradest.arm`` and ``gradest.disarm`` are for Bernoulli variables only: no
 SAC policy is one, so they have no entry.
 """
@@ -73,14 +73,6 @@ def _unordered_set(s: EstimatorSettings, spec: rollout.ActionSpec) -> gradest.Gr
     return gradest.unordered_set(k)
 
 
-def _measure_valued(s: EstimatorSettings, spec: rollout.ActionSpec) -> gradest.GradientEstimator:
-    estimator = gradest.measure_valued()
-    # It supports any distribution it knows, but SAC's continuous policy is a tanh-squashed
-    # Gaussian, which it does not (its surrogate would fail when traced). Marked discrete, SAC
-    # rejects it on continuous actions when it is built, naming the estimators that fit.
-    return estimator._replace(traits=estimator.traits._replace(supports="discrete"))
-
-
 # name -> estimator from the settings and the agent's action space; the score function's
 # baseline is chosen apart.
 ESTIMATORS: dict[str, Callable[[EstimatorSettings, rollout.ActionSpec],
@@ -96,7 +88,7 @@ ESTIMATORS: dict[str, Callable[[EstimatorSettings, rollout.ActionSpec],
     "rebar": _rebar,
     "relax": _relax,
     "unordered_set": _unordered_set,
-    "measure_valued": _measure_valued,
+    "measure_valued": lambda s, n: gradest.measure_valued(),
 }
 BASELINES = ("none", "value", "mc_value", "leave_one_out")
 
