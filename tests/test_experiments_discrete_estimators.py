@@ -59,12 +59,24 @@ def test_run_end_to_end(tmp_path):
     vae = results["vae"]
     assert {"arm", "disarm"} <= set(vae["binary"]) and "unordered_set" in vae["categorical"]
     assert "arm" not in vae["categorical"] and "unordered_set" not in vae["binary"]
+    # The quick budget leaves the biased Gumbel estimators out of the VAEs, not out of the toy.
+    assert all(r["unbiased"] for latent in ("binary", "categorical") for r in vae[latent].values())
+    assert {"gumbel_rao", "straight_through"} <= set(toy)
     for latent in ("binary", "categorical"):
         for r in vae[latent].values():
             # Equal function evaluations per data point and step for every estimator.
             assert r["calls"] * r["evaluations_per_call"] == TINY["evaluations"]
             assert np.all(np.isfinite(r["elbo_curve"])) and np.all(np.isfinite(r["log10_variance_curve"]))
     assert de.markdown(results).count("\n|") > 15
+
+
+def test_vae_estimators_are_the_unbiased_ones_without_the_biased_gumbel_estimators():
+    for latent, unbiased in (("binary", {"reinforce_loo", "arm", "disarm", "rebar", "relax"}),
+                             ("categorical", {"reinforce_loo", "rebar", "relax", "unordered_set"})):
+        every = de.vae_estimators(latent, jax.random.key(0), de.QUICK)
+        assert set(every) == unbiased | {"gumbel_rao", "straight_through"}
+        assert {n for n, e in every.items() if e.traits.unbiased} == unbiased
+        assert set(de.vae_estimators(latent, jax.random.key(0), de.QUICK, biased=False)) == unbiased
 
 
 def test_uneven_budget_is_rejected():

@@ -68,3 +68,22 @@ def test_compare_uses_the_paired_variance_and_skips_zero_variance_logs():
     assert c["variance_ratio"] == pytest.approx(4.0)
     assert c["auc_learned"] == pytest.approx(25.0) and c["auc_none"] == pytest.approx(15.0)
     assert c["final_learned"] == pytest.approx(40.0) and c["final_none"] == pytest.approx(20.0)
+
+
+@pytest.mark.parametrize("quick,expected", [(True, {rb.NONE, rb.LEARNED}),
+                                            (False, {v[0] for v in rb.VARIANTS})])
+def test_quick_budget_trains_the_compared_pair_and_the_full_one_every_variant(
+        tmp_path, monkeypatch, quick, expected):
+    """Which variants each budget trains (training replaced by fixed curves: 2 seeds × 3 logs)."""
+    trained = []
+
+    def fake_train(agent, overrides, env_id, sizes, seed):
+        trained.append((agent, overrides.get("baseline"), env_id))
+        curve = [[1.0, 2.0, 3.0], [2.0, 3.0, 4.0]]
+        return {"env_steps": [1, 2, 3], "eval_return": curve, "grad_variance": curve,
+                "grad_variance_no_baseline": curve, "compile_seconds": 0.0, "train_seconds": 0.0}
+
+    monkeypatch.setattr(rb, "train_variant", fake_train)
+    results = rb.run(tmp_path, quick=quick, envs=("CartPole-v1",), num_seeds=2)
+    assert set(results["runs"]["CartPole-v1"]) == expected
+    assert len(trained) == len(expected)

@@ -54,7 +54,9 @@ def _variant(returns, mflop, ms=1.0):
             "final_return_se": returns.std(ddof=1) / np.sqrt(returns.size),
             "update_cost": {"flops": mflop * 1e6, "bytes_accessed": mflop * 3e5,
                             "transcendentals": 0.0},
-            "seconds_per_update": ms * 1e-3, "grad_variance_median": 1.0}
+            "seconds_per_update": None if ms is None else ms * 1e-3, "grad_variance_median": 1.0,
+            "grad_snr_median": 0.5, "actor_learning_rate": 3e-4, "compile_seconds": 10.0,
+            "train_seconds": 20.0}
 
 
 def _results(pathwise, with_v, without, cost=1.0, seconds_cost=1.0):
@@ -81,3 +83,19 @@ def test_verdict_on_synthetic_numbers():
     assert holds and "56.0 vs 40.0 MFLOP per update: 1.40× < 1.5×" in line
     # No baseline just as good: claim (iii) fails.
     assert not se.verdict(_results(good, good, good))[0]
+
+
+def test_an_untimed_budget_gives_the_same_verdict_and_says_not_timed():
+    """The quick budget times no update (seconds None): the verdict is the timed one's, and the
+    table says "not timed" where the timed table gives milliseconds."""
+    good = [-150, -160, -155, -145, -150, -158, -152, -149]
+    bad = [-1200, -1300, -1250, -1100, -1400, -1350, -1280, -1220]
+    timed = _results(good, good, bad, cost=1.4)
+    untimed = _results(good, good, bad, cost=1.4, seconds_cost=None)
+    for v in untimed["variants"].values():
+        v["seconds_per_update"] = None
+    assert se.verdict(untimed) == se.verdict(timed)
+    assert se.QUICK.timing_updates == 0 and se.FULL.timing_updates > 0
+    # ms per update, then compile and train seconds.
+    assert "| 1.00 | 10.0 | 20.0 |" in se.markdown(timed) and "not timed" not in se.markdown(timed)
+    assert se.markdown(untimed).count("| not timed | 10.0 | 20.0 |") == len(untimed["variants"])
