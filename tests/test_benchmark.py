@@ -60,3 +60,17 @@ def test_in_turn_reverses_the_order_every_other_round():
 
 def test_the_default_is_at_least_five_rounds():
     assert benchmark.FLAGS["rounds"].default >= 5
+
+
+def test_estimator_suite_covers_every_estimator_past_the_seeds():
+    """Each estimator family of gradest's catalogue past the seeds has a row (issue: every new
+    estimator timed against its hand-written floor), on the problems its traits accept."""
+    from experiments import benchmark
+    cases = benchmark.estimator_cases()
+    names = {name.split("[")[0] for name, _, _ in cases}
+    assert {"arm", "disarm", "rebar", "relax", "gumbel_rao", "unordered_set", "measure_valued",
+            "control_variate", "delta_method"} <= names
+    import gradest
+    for name, estimator, (params, make_dist, _) in cases:
+        kind = "discrete" if gradest.is_discrete(make_dist(params)) else "continuous"
+        gradest.check_compatible(estimator, kind=kind, differentiable_f=True)
