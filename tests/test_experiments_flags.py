@@ -32,7 +32,8 @@ def test_helpshort_lists_each_modules_own_flags():
     train = _listed_flags(out["train"], "train")
     assert {"agent", "env", "num_seeds", "seed", "output_dir", "overwrite", "resume",
             "checkpoint_every", "config"} <= train, train
-    assert "    clip_epsilon = 0.2: ε of the ratio clip" in out["train"].splitlines()
+    # PPO's tuned CartPole value (the default agent and environment).
+    assert "    clip_epsilon = 0.1: ε of the ratio clip" in out["train"].splitlines()
     sac_lines = out["train_sac"].splitlines()
     assert "    actor_estimator = 'exact': one of estimators.ESTIMATORS" in sac_lines, out["train_sac"]
     assert "(default: 'activation: null" not in out["train"]

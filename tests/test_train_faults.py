@@ -44,10 +44,12 @@ def _small_eval(monkeypatch):
      "'gumbel_rao', 'exact', 'rebar', 'relax', 'unordered_set', 'measure_valued']"),
     ("sac", "Pendulum-v1", {"actor_estimator": "rebar"},
      "rebar supports discrete distributions, not continuous ones; for continuous actions choose "
-     "--config.actor_estimator from ['pathwise', 'score_function', 'zeroth_order']"),
-    ("sac", "Pendulum-v1", {"actor_estimator": "measure_valued"},
-     "for continuous actions choose --config.actor_estimator from ['pathwise', "
-     "'score_function', 'zeroth_order']"),
+     "--config.actor_estimator from ['pathwise', 'score_function', 'zeroth_order', "
+     "'measure_valued']"),
+    ("sac", "Pendulum-v1", {"actor_estimator": "gumbel_rao"},
+     "gumbel_rao supports discrete distributions, not continuous ones; for continuous actions "
+     "choose --config.actor_estimator from ['pathwise', 'score_function', 'zeroth_order', "
+     "'measure_valued']"),
     ("sac", "Pendulum-v1", {"actor_estimator": "unordered_set"},
      "unordered_set supports discrete distributions, not continuous ones; for continuous "
      "actions choose"),
