@@ -45,39 +45,47 @@ sg = jax.lax.stop_gradient
 MAX_SET_SIZE = 6  # 720 orderings of the set for p(S)
 
 
-def _set_probability(p_members: Array, mass: Array) -> Array:
-    """p^{D'}(A) for A with probabilities ``p_members`` (last axis) in a domain of mass ``mass``:
-    the sum over the orderings of A of the probability of drawing A in that order."""
-    n = p_members.shape[-1]
+def _log_set_probability(log_p_members: Array, log_rest: Array) -> Array:
+    """log p^{D'}(A) for A with log-probabilities ``log_p_members`` (last axis), where D' ∖ A =
+    D ∖ S has mass e^{log_rest}: the log of the sum over the orderings of A of the probability
+    of drawing A in that order. Before the i-th draw the remaining mass is the rest's plus that
+    of the members not drawn yet, Σ_{j ≥ i} p_{o_j} + m_rest, summed rather than subtracted from
+    1, and everything is in logs, so a sharp p (members of mass ~1, or ~1e-30) stays finite."""
+    n = log_p_members.shape[-1]
     if n == 0:
-        return jnp.ones(p_members.shape[:-1], p_members.dtype)
+        return jnp.zeros(log_p_members.shape[:-1], log_p_members.dtype)
     orders = np.array(list(itertools.permutations(range(n))))   # [n!, n], static
-    ordered = p_members[..., orders]                              # [..., n!, n]
-    drawn_before = jnp.cumsum(ordered, axis=-1) - ordered
-    # The remaining mass is positive in exact arithmetic; the floor guards float rounding.
-    remaining = jnp.maximum(mass[..., None, None] - drawn_before, jnp.finfo(ordered.dtype).tiny)
-    return jnp.sum(jnp.prod(ordered / remaining, axis=-1), axis=-1)
+    ordered = log_p_members[..., orders]                          # [..., n!, n]
+    # log Σ_{j ≥ i} p_{o_j}: a reversed cumulative logsumexp.
+    not_yet = jnp.flip(jax.lax.cumlogsumexp(jnp.flip(ordered, -1), axis=ordered.ndim - 1), -1)
+    remaining = jnp.logaddexp(not_yet, log_rest[..., None, None])
+    return jax.nn.logsumexp(jnp.sum(ordered - remaining, axis=-1), axis=-1)
 
 
-def set_weights(p_set: Array) -> tuple[Array, Array]:
-    """For the probabilities p(s) of the k members of S (any order): the weights p(s) R(S, s),
-    shape [k], and the baseline weights p(s') R^{D∖s}(S, s'), shape [k (s), k (s')]."""
-    k = p_set.shape[-1]
+def log_set_weights(log_p_set: Array, log_rest: Array) -> tuple[Array, Array]:
+    """For the log-probabilities of the k members of S (any order) and the log of the mass of
+    the categories outside S: the weights p(s) R(S, s), shape [k], and the baseline weights
+    p(s') R^{D∖s}(S, s'), shape [k (s), k (s')]. Every domain below is D minus members of S, so
+    its complement in the set is always D ∖ S, of mass e^{log_rest}."""
+    k = log_p_set.shape[-1]
     others = np.array([[j for j in range(k) if j != i] for i in range(k)], dtype=np.int32)
-    p_all = _set_probability(p_set, jnp.ones((), p_set.dtype))
-    # p^{D∖s}(S∖s) for each s: the other k − 1 members in a domain of mass 1 − p(s).
-    p_loo = _set_probability(p_set[others], 1.0 - p_set)                       # [k]
-    weights = p_set * p_loo / p_all
-    # p^{D∖{s,s'}}(S∖{s,s'}) for each ordered pair s ≠ s'.
-    # (On the diagonal, s = s', the ratio is 1 by definition; the entries computed there are
-    # placeholders: any k − 2 members in a domain of mass 1.)
+    log_all = _log_set_probability(log_p_set, log_rest)
+    # p^{D∖s}(S∖s) for each s: the other k − 1 members.
+    log_loo = _log_set_probability(log_p_set[others], jnp.broadcast_to(log_rest, (k,)))   # [k]
+    weights = jnp.exp(log_p_set + log_loo - log_all)
+    # p^{D∖{s,s'}}(S∖{s,s'}) for each ordered pair s ≠ s'. (On the diagonal, s = s', the ratio
+    # is 1 by definition; the entries computed there are placeholders: any k − 2 members.)
     diagonal = np.eye(k, dtype=bool)
     pair_rest = np.array([[[m for m in range(k) if m not in (i, j)][:k - 2] for j in range(k)]
                           for i in range(k)], dtype=np.int32).reshape(k, k, k - 2)
-    pair_mass = jnp.where(diagonal, 1.0, 1.0 - p_set[:, None] - p_set[None, :])
-    p_pair = _set_probability(p_set[pair_rest], pair_mass)
-    ratio = jnp.where(diagonal, 1.0, p_pair / p_loo[:, None])
-    return weights, p_set[None, :] * ratio
+    log_pair = _log_set_probability(log_p_set[pair_rest], jnp.broadcast_to(log_rest, (k, k)))
+    ratio = jnp.where(diagonal, 1.0, jnp.exp(log_pair - log_loo[:, None]))
+    return weights, jnp.exp(log_p_set)[None, :] * ratio
+
+
+def set_weights(p_set: Array) -> tuple[Array, Array]:
+    """``log_set_weights`` from the members' probabilities, the rest's mass being 1 − Σ p(s)."""
+    return log_set_weights(jnp.log(p_set), jnp.log1p(-jnp.sum(p_set)))
 
 
 def unordered_set(num_samples: int) -> GradientEstimator:
@@ -120,7 +128,11 @@ def unordered_set(num_samples: int) -> GradientEstimator:
             samples = idx.astype(dist.dtype)
         fs = jax.vmap(lambda s: check_scalar_objective(f(params, s)))(samples)
         # The weights are evaluated at θ, not differentiated: only log p(s) carries the score.
-        weights, base_weights = set_weights(jnp.exp(sg(log_p)[idx]))
+        # The rest's mass is summed over the classes outside S, never 1 − Σ_S p (which rounds
+        # to 0 or below once the set holds almost all the mass).
+        outside = jnp.ones(num_classes, bool).at[idx].set(False)
+        log_rest = jax.nn.logsumexp(jnp.where(outside, sg(log_p), -jnp.inf))
+        weights, base_weights = log_set_weights(sg(log_p)[idx], log_rest)
         baseline = base_weights @ sg(fs)
         log_q = log_p[idx]
         value = jnp.sum(weights * (fs + sg(fs - baseline) * (log_q - sg(log_q))))

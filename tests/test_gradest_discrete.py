@@ -339,3 +339,30 @@ def _cat(logits):
 def test_wrong_distribution_raises_at_trace_time(est, make_dist, match):
     with pytest.raises(gradest.EstimatorError, match=match):
         est.surrogate(jax.random.key(0), {}, make_dist, lambda p, y: jnp.sum(y), est.init())
+
+
+def test_unordered_set_stays_finite_and_unbiased_on_a_sharp_categorical():
+    """A trained VAE's posterior: one class of mass 1 − 1e-13, classes down to e^-130 (their
+    probabilities underflow float32). Formed from probabilities, 1 − Σ_S p rounds to 0 and
+    p(S) to 0/0 (the full discrete_estimators run went NaN this way); in logs, with the rest's
+    mass summed, every per-sample gradient is finite and the mean lies within 4 standard
+    errors (+ 1e-6) of the exact gradient (fixed seed, 4000 samples)."""
+    import distrax
+    logits = jnp.array([30.0, 0.0, -5.0, -80.0, -90.0, -100.0, -130.0, 0.0, 1.0, -2.0])
+    values = jnp.arange(logits.shape[0], dtype=jnp.float32)
+
+    def make_dist(p):
+        return distrax.OneHotCategorical(logits=p["l"], dtype=jnp.float32)
+
+    def f(p, y):
+        return jnp.dot(y, values)
+
+    est = gradest.unordered_set(6)
+    grads = jax.jit(jax.vmap(lambda k: jax.grad(
+        lambda p: est.surrogate(k, p, make_dist, f, ())[0])({"l": logits})["l"]))(
+            jax.random.split(jax.random.key(5), 4000))
+    exact = jax.grad(lambda lg: jnp.dot(jax.nn.softmax(lg), values))(logits)
+    g = np.asarray(grads, np.float64)
+    assert np.all(np.isfinite(g))
+    se = g.std(0, ddof=1) / np.sqrt(g.shape[0])
+    assert np.all(np.abs(g.mean(0) - np.asarray(exact)) <= 4 * se + 1e-6)
