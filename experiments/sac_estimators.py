@@ -360,8 +360,8 @@ def markdown(results: dict) -> str:
         "and bytes accessed as XLA counts them in the update program (what the verdict "
         "compares: the same on a quiet and on a busy machine), and the wall-clock time "
         "(median over rounds taking the variants in turn; it moves with the machine's load, "
-        "so it is shown, not judged; the quick budget does not time it). The actor-gradient variance and SNR are medians over "
-        "seeds of the median over logs.")
+        "so it is shown, not judged; the quick budget does not time it). The actor-gradient "
+        "variance and SNR are medians over seeds of the median over logs.")
     return "\n".join([intro, "", *rows, ""])
 
 

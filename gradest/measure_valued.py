@@ -45,7 +45,8 @@ produced by ``make_dist(params)``, so the gradient reaches ``params`` by the cha
 with value f(θ, z) at the base draw z and gradient ∇θ f(θ, z) + Σ_j ĝ_j ∂φ_j/∂θ.
 
 Cost in evaluations of f per sample, for n coordinates (n independent variables):
-Gaussian and tanh-Gaussian 4n + 1 (2 per parameter coordinate, for 2n parameters, and the value at the base draw);
+Gaussian and tanh-Gaussian 4n + 1 (2 per parameter coordinate, for 2n parameters, and the value
+at the base draw);
 Bernoulli 2n and Categorical with K classes Kn (the value is one of them).
 """
 
@@ -73,27 +74,17 @@ sg = jax.lax.stop_gradient
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 
 
-def _identity(x):
-    return x
-
-
 def _gaussian_parameters(dist):
     """(loc, scale, squash) of a diagonal Gaussian u, each parameter shaped like a sample, where
-    the distribution's sample is squash(u); or None."""
+    the distribution's sample is squash(u) (tanh for ``TanhNormal``, else the identity); or
+    None."""
     if isinstance(dist, distrax.MultivariateNormalDiag):
-        return dist.loc, dist.scale_diag, _identity
+        return dist.loc, dist.scale_diag, None
     if isinstance(dist, distrax.Normal):
-        return dist.loc, dist.scale, _identity
+        return dist.loc, dist.scale, None
     if isinstance(dist, TanhNormal):
         return dist.loc, dist.scale, jnp.tanh
     return None
-
-
-def _base_draw(dist, key):
-    """The pre-squash Gaussian draw u behind one sample."""
-    if isinstance(dist, TanhNormal):
-        return dist.sample_with_latent(key)[1]
-    return dist.sample(seed=key)
 
 
 def _replace_each(base, new):
@@ -107,7 +98,8 @@ def _gaussian_estimate(key, theta, dist, f, coupled):
     loc, scale, squash = _gaussian_parameters(dist)
     key_x, key_w, key_w2, key_m, key_n = jax.random.split(key, 5)
     # The base draw carries no gradient: θ reaches the estimate only through the injected ĝ.
-    x = sg(_base_draw(dist, key_x))
+    x = sg(dist.sample_with_latent(key_x)[1] if squash else dist.sample(seed=key_x))
+    squash = squash or (lambda u: u)
     shape, dtype = x.shape, x.dtype
     mu, sigma = jnp.ravel(sg(loc)), jnp.ravel(sg(scale))
     n = mu.shape[0]
@@ -191,8 +183,8 @@ def measure_valued(coupled: bool = True) -> GradientEstimator:
         else:
             raise EstimatorError(
                 f"{traits.name} knows the weak derivative of Normal, MultivariateNormalDiag, "
-                f"TanhNormal, Bernoulli, Categorical and OneHotCategorical, got {type(dist).__name__}; use "
-                "score_function."
+                f"TanhNormal, Bernoulli, Categorical and OneHotCategorical, got "
+                f"{type(dist).__name__}; use score_function."
             )
         # value carries ∇θ f(θ, z); the linear term injects ĝ through the distribution's
         # parameters φ(θ), so jax chains it into params.

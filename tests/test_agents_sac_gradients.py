@@ -8,8 +8,8 @@ Monte Carlo means, sqrt(se_A² + se_B²), se = sqrt(per-sample variance / S); ex
 no Monte Carlo error (se = 0). Zeroth order at ε = 0.01 is unbiased for the Gaussian-smoothed
 objective, whose gradient differs from the exact one by O(ε²), far below its standard error
 here; the measure-valued derivative on the tanh-Gaussian evaluates Q at tanh of shifted pre-tanh
-draws and is unbiased as well. A negative control (an estimator that drops the score term) must disagree by more than
-5 standard errors, so the sample sizes give the comparison teeth. Measured (S = 2000): max |z|
+draws and is unbiased as well. A negative control (an estimator that drops the score term)
+must disagree by more than 5 standard errors, so the sample sizes give the comparison teeth. Measured (S = 2000): max |z|
 1.1–2.4 for the pairs that must agree, 81 (continuous) and 19 (discrete) for the control.
 The categorical estimators chosen by name (REBAR, RELAX, unordered set with k = 2 of 3
 actions, measure-valued; Acrobot-v1) must agree with exact enumeration too: max |z| 2.2–3.2;

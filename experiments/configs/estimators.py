@@ -8,8 +8,8 @@ them. A new estimator needs an entry here, nothing in ``agents/``.
 Which fit which actions: continuous (SAC's tanh-squashed Gaussian) ``pathwise``,
 ``score_function``, ``zeroth_order``, ``measure_valued``; discrete (SAC's one-hot categorical)
 ``score_function``, the Gumbel estimators ``gumbel_softmax``, ``straight_through``,
-``gumbel_rao`` (all three biased), ``exact``, and the unbiased categorical ones ``rebar``, ``relax``, ``unordered_set``,
-``measure_valued``. ``gradest.arm`` and ``gradest.disarm`` are for Bernoulli variables only: no
+``gumbel_rao`` (all three biased), ``exact``, and the unbiased categorical ones ``rebar``,
+``relax``, ``unordered_set``, ``measure_valued``. ``gradest.arm`` and ``gradest.disarm`` are for Bernoulli variables only: no
 SAC policy is one, so they have no entry.
 """
 
