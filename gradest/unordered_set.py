@@ -23,14 +23,13 @@ The surrogate, with weights w_s = sg(p(s) R(S, s)),
     Σ_{s ∈ S} w_s [ f(θ, s) + sg(f(s) − B(s)) (log p_θ(s) − sg(log p_θ(s))) ],
 
 has as value the unordered set estimate Σ_s w_s f(s) of E[f] (unbiased) and as gradient ĝ plus
-Σ_s w_s ∇θ f(θ, s). One sample costs k evaluations of f. Permutations are enumerated (k! terms for
-p(S)), so k is limited to ``MAX_SET_SIZE``; one categorical variable only (not a batch of them: the
-set would be drawn from their product space).
+Σ_s w_s ∇θ f(θ, s). One sample costs k evaluations of f. Every p^{D'}(·) above is the probability
+of a subset of S, computed for all 2^k subsets at once by a recursion over subsets
+(``_log_subset_probabilities``), so k is limited to ``MAX_SET_SIZE``; one categorical variable
+only (not a batch of them: the set would be drawn from their product space).
 """
 
 from __future__ import annotations
-
-import itertools
 
 import distrax
 import jax
@@ -42,45 +41,51 @@ from gradest._core import (Array, EstimatorError, GradientEstimator, Traits, che
 
 sg = jax.lax.stop_gradient
 
-MAX_SET_SIZE = 6  # 720 orderings of the set for p(S)
+MAX_SET_SIZE = 6  # 64 subsets of the set, 192 terms
 
 
-def _log_set_probability(log_p_members: Array, log_rest: Array) -> Array:
-    """log p^{D'}(A) for A with log-probabilities ``log_p_members`` (last axis), where D' ∖ A =
-    D ∖ S has mass e^{log_rest}: the log of the sum over the orderings of A of the probability
-    of drawing A in that order. Before the i-th draw the remaining mass is the rest's plus that
-    of the members not drawn yet, Σ_{j ≥ i} p_{o_j} + m_rest, summed rather than subtracted from
-    1, and everything is in logs, so a sharp p (members of mass ~1, or ~1e-30) stays finite."""
-    n = log_p_members.shape[-1]
-    if n == 0:
-        return jnp.zeros(log_p_members.shape[:-1], log_p_members.dtype)
-    orders = np.array(list(itertools.permutations(range(n))))   # [n!, n], static
-    ordered = log_p_members[..., orders]                          # [..., n!, n]
-    # log Σ_{j ≥ i} p_{o_j}: a reversed cumulative logsumexp.
-    not_yet = jnp.flip(jax.lax.cumlogsumexp(jnp.flip(ordered, -1), axis=ordered.ndim - 1), -1)
-    remaining = jnp.logaddexp(not_yet, log_rest[..., None, None])
-    return jax.nn.logsumexp(jnp.sum(ordered - remaining, axis=-1), axis=-1)
+def _log_subset_probabilities(log_p_set: Array, log_rest: Array) -> Array:
+    """log Q(U) for every subset U of the set S, indexed by bit mask (bit i: member i), shape
+    [2^k]: Q(U) = p^{U ∪ (D∖S)}(U), the probability that |U| draws without replacement from U
+    and the classes outside S give U, in any order. Drawing U means drawing some a ∈ U first,
+    then U ∖ a from what is left, so
+
+        Q(∅) = 1,    Q(U) = Σ_{a ∈ U} p_a / (Σ_{b ∈ U} p_b + m_rest) · Q(U ∖ a),
+
+    one term per member, 2^k subsets in all (k·2^{k−1} terms, not the k!·k of summing over
+    orderings). Every probability the estimator needs is one of these: p(S) = Q(S),
+    p^{D∖s}(S∖s) = Q(S∖s), p^{D∖{s,s'}}(S∖{s,s'}) = Q(S∖{s,s'}), since each of those domains
+    is the set's members plus D ∖ S. The remaining mass is summed (never 1 − Σ p) and
+    everything is in logs, so a sharp p (members of mass ~1, or ~e^-100) stays finite."""
+    k = log_p_set.shape[-1]
+    log_q = jnp.zeros(log_p_set.shape[:-1] + (2 ** k,), log_p_set.dtype)
+    by_size = [[u for u in range(2 ** k) if bin(u).count("1") == n] for n in range(k + 1)]
+    for n in range(1, k + 1):      # Q of the subsets of size n from those of size n − 1
+        masks = np.array(by_size[n])                                              # [m]
+        members = np.array([[i for i in range(k) if u >> i & 1] for u in masks])  # [m, n]
+        without = masks[:, None] ^ (1 << members)                                 # [m, n]
+        x = log_p_set[..., members]                                               # [..., m, n]
+        log_mass = jnp.logaddexp(jax.nn.logsumexp(x, axis=-1), log_rest[..., None])
+        log_q = log_q.at[..., masks].set(
+            jax.nn.logsumexp(x + log_q[..., without], axis=-1) - log_mass)
+    return log_q
 
 
 def log_set_weights(log_p_set: Array, log_rest: Array) -> tuple[Array, Array]:
     """For the log-probabilities of the k members of S (any order) and the log of the mass of
     the categories outside S: the weights p(s) R(S, s), shape [k], and the baseline weights
-    p(s') R^{D∖s}(S, s'), shape [k (s), k (s')]. Every domain below is D minus members of S, so
-    its complement in the set is always D ∖ S, of mass e^{log_rest}."""
+    p(s') R^{D∖s}(S, s'), shape [k (s), k (s')], from the subset probabilities Q of
+    ``_log_subset_probabilities``: R(S, s) = Q(S∖s) / Q(S) and, for s' ≠ s,
+    R^{D∖s}(S, s') = Q(S∖{s,s'}) / Q(S∖s) (1 on the diagonal, by definition)."""
     k = log_p_set.shape[-1]
-    others = np.array([[j for j in range(k) if j != i] for i in range(k)], dtype=np.int32)
-    log_all = _log_set_probability(log_p_set, log_rest)
-    # p^{D∖s}(S∖s) for each s: the other k − 1 members.
-    log_loo = _log_set_probability(log_p_set[others], jnp.broadcast_to(log_rest, (k,)))   # [k]
-    weights = jnp.exp(log_p_set + log_loo - log_all)
-    # p^{D∖{s,s'}}(S∖{s,s'}) for each ordered pair s ≠ s'. (On the diagonal, s = s', the ratio
-    # is 1 by definition; the entries computed there are placeholders: any k − 2 members.)
-    diagonal = np.eye(k, dtype=bool)
-    pair_rest = np.array([[[m for m in range(k) if m not in (i, j)][:k - 2] for j in range(k)]
-                          for i in range(k)], dtype=np.int32).reshape(k, k, k - 2)
-    log_pair = _log_set_probability(log_p_set[pair_rest], jnp.broadcast_to(log_rest, (k, k)))
-    ratio = jnp.where(diagonal, 1.0, jnp.exp(log_pair - log_loo[:, None]))
-    return weights, jnp.exp(log_p_set)[None, :] * ratio
+    log_q = _log_subset_probabilities(log_p_set, log_rest)
+    full = 2 ** k - 1
+    bit = 1 << np.arange(k)
+    log_loo = log_q[..., full ^ bit]                                   # [..., k]: Q(S ∖ s)
+    weights = jnp.exp(log_p_set + log_loo - log_q[..., full][..., None])
+    log_pair = log_q[..., full ^ (bit[:, None] | bit[None, :])]        # [..., k, k]
+    ratio = jnp.where(np.eye(k, dtype=bool), 1.0, jnp.exp(log_pair - log_loo[..., :, None]))
+    return weights, jnp.exp(log_p_set)[..., None, :] * ratio
 
 
 def set_weights(p_set: Array) -> tuple[Array, Array]:

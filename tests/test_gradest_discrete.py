@@ -106,6 +106,48 @@ def test_unordered_set_weights_of_a_pair_by_hand():
                                rtol=1e-5)
 
 
+
+def _set_probability_by_orderings(p, members):
+    """p(A) from the module docstring's sum over the orderings of A, with p over all of D
+    (numpy, float64, no recursion): Π_i p_{o_i} / (1 − Σ_{j<i} p_{o_j})."""
+    import itertools
+    total = 0.0
+    for order in itertools.permutations(members):
+        term, drawn = 1.0, 0.0
+        for c in order:
+            term *= p[c] / (1.0 - drawn)
+            drawn += p[c]
+        total += term
+    return total
+
+
+@pytest.mark.parametrize("k", [3, 5, 6])
+def test_unordered_set_weights_match_the_sum_over_orderings(k):
+    """The weights p(s) R(S, s) and baseline weights from the subset recursion equal the ones
+    formed by enumerating every ordering (k! terms) of S, S ∖ s and S ∖ {s, s'} within the
+    domains D, D ∖ s (mass 1 − p_s), D ∖ {s, s'}: a set from D ∖ s is a set from D with s
+    removed and p renormalized."""
+    from gradest.unordered_set import set_weights
+    rng = np.random.default_rng(k)
+    p = rng.dirichlet(np.ones(9))
+    members = list(rng.choice(9, k, replace=False))
+
+    def prob(removed, subset):   # p^{D ∖ removed}(subset)
+        q = p.copy()
+        q[list(removed)] = 0.0
+        return _set_probability_by_orderings(q / q.sum(), subset)
+
+    p_all = prob((), members)
+    want_w = np.array([p[s] * prob((s,), [m for m in members if m != s]) / p_all
+                       for s in members])
+    want_b = np.array([[p[s2] if s == s2 else
+                        p[s2] * prob((s, s2), [m for m in members if m not in (s, s2)])
+                        / prob((s,), [m for m in members if m != s])
+                        for s2 in members] for s in members])
+    weights, base = set_weights(jnp.asarray(p[members], jnp.float32))
+    np.testing.assert_allclose(weights, want_w, rtol=2e-5)
+    np.testing.assert_allclose(base, want_b, rtol=2e-5)
+
 def _per_sample(est, problem, seed, n=S, state=None):
     keys = jax.random.split(jax.random.key(seed), n)
     state = est.init() if state is None else state
