@@ -98,6 +98,13 @@ RAO_SAMPLES = 10         # conditional draws of Gumbel-Rao
 CV_HIDDEN = 16           # hidden units of RELAX's network
 P_SOLVED = 0.05          # the toy is solved when σ(θ) falls below this
 SE_MULTIPLE = 2.0        # an ordering is decided when the difference exceeds this many SEs
+# The smallest per-sample variance the toy can resolve in float32: a per-sample gradient is
+# computed from f ≤ (1 − t)² with a relative rounding error of ~ε₃₂, so a spread below
+# (ε₃₂ · (1 − t)²)² ≈ 9e-16 is rounding, not the estimator's. DisARM at θ = 0 is exactly the
+# gradient on every draw (its two antithetic draws always differ): what is measured there is
+# rounding (2e-18 with XLA's optimizations, exactly 0 without), so every variance is reported
+# as at least this floor and the table says "≤" for those at it.
+TOY_VARIANCE_RESOLUTION = (float(np.finfo(np.float32).eps) * (1.0 - TARGET) ** 2) ** 2
 
 # The orderings reported by Dong et al. (2020: DisARM < ARM) and Grathwohl et al. (2018: RELAX ≤
 # REBAR ≤ REINFORCE; on the toy, Fig. 1, against plain REINFORCE; on the VAE, Table 1, against
@@ -211,14 +218,21 @@ def toy_experiment(key: jax.Array, sizes: Sizes, log: _common.Progress) -> dict:
         m = jax.tree.map(np.asarray, make_toy_run(estimator, sizes)(seeds))
         evals = estimator.traits.function_evaluations
         # At θ = 0 after the warm-up (index 1), for every seed: pool the seeds' measurements.
-        var0 = float(np.mean(m["variance"][:, 1]))
-        var0_se = float(np.sqrt(np.sum(m["variance_se"][:, 1] ** 2)) / sizes.num_seeds)
+        var0_measured = float(np.mean(m["variance"][:, 1]))
+        resolved = var0_measured > TOY_VARIANCE_RESOLUTION
+        var0 = max(var0_measured, TOY_VARIANCE_RESOLUTION)
+        var0_se = (float(np.sqrt(np.sum(m["variance_se"][:, 1] ** 2)) / sizes.num_seeds)
+                   if resolved else 0.0)
+        # The mean's standard error, at least float32's resolution (DisARM's is 0 at θ = 0).
+        mean_se = np.maximum(m["mean_se"][:, 1],
+                             math.sqrt(TOY_VARIANCE_RESOLUTION / sizes.toy_samples))
         bias_z = float(np.mean(m["mean"][:, 1] - m["exact"][:, 1])
-                       / (np.sqrt(np.sum(m["mean_se"][:, 1] ** 2)) / sizes.num_seeds))
+                       / (np.sqrt(np.sum(mean_se ** 2)) / sizes.num_seeds))
         final_p = m["p"][:, -1]
         out["estimators"][name] = {
             "unbiased": estimator.traits.unbiased, "evaluations": evals,
             "variance_init": var0, "variance_init_se": var0_se,
+            "variance_init_measured": var0_measured, "variance_init_resolved": resolved,
             "variance_per_evaluation_init": var0 * evals,
             "log10_variance_init": math.log10(var0),
             "log10_variance_init_se": var0_se / (var0 * math.log(10.0)),
@@ -231,7 +245,8 @@ def toy_experiment(key: jax.Array, sizes: Sizes, log: _common.Progress) -> dict:
             "p_curve": m["p"].tolist(), "variance_curve": m["variance"].tolist(),
             "exact_curve": m["exact"].tolist(),
         }
-        log(f"(a) {name}: variance at θ=0 {var0:.3g} (× {evals} evaluations), final σ(θ) "
+        log(f"(a) {name}: variance at θ=0 {'' if resolved else '≤ '}{var0:.3g} (× {evals} "
+            f"evaluations), final σ(θ) "
             f"median {np.median(final_p):.3g}")
     return out
 
@@ -242,11 +257,14 @@ def plot_toy(res: dict, path) -> None:
     for name, r in res["estimators"].items():
         style = "-" if r["unbiased"] else "--"
         axes[0].plot(steps, np.median(r["p_curve"], axis=0), style, marker=".", label=LABELS[name])
-        axes[1].plot(steps, np.median(r["variance_curve"], axis=0), style, marker=".",
+        axes[1].plot(steps, np.maximum(np.median(r["variance_curve"], axis=0),
+                                       TOY_VARIANCE_RESOLUTION), style, marker=".",
                      label=LABELS[name])
     any_r = next(iter(res["estimators"].values()))
     axes[1].plot(steps, np.median(np.square(any_r["exact_curve"]), axis=0), "k:",
                  label="exact gradient², at REINFORCE's θ")
+    axes[1].axhline(TOY_VARIANCE_RESOLUTION, color="grey", lw=0.8,
+                    label="float32 resolution (values below drawn at it)")
     axes[0].set_ylabel("σ(θ) (median over seeds)")
     axes[1].set_ylabel("per-sample gradient variance (median)")
     for ax in axes:
@@ -592,13 +610,19 @@ def run(output_dir, *, quick: bool, seed: int, **sizes) -> dict:
 FIGURES = ("toy.png", "vae.png")
 
 
+def _at_resolution(row: dict, value: float):
+    """The value, or "≤ value" where the toy's variance was below float32's resolution."""
+    return value if row.get("variance_init_resolved", True) else f"≤ {value:.3g}"
+
+
 def markdown(results: dict) -> str:
     """The toy table (at θ = 0 and after training) and the two VAE tables."""
     toy, vae = results["toy"], results["vae"]
     rows = [{"estimator": LABELS[n], "evaluations": r["evaluations"],
              "unbiased": "yes" if r["unbiased"] else "no",
              "untrained": r["variance_untrained"],
-             "variance at θ=0": r["variance_init"], "× evaluations": r["variance_per_evaluation_init"],
+             "variance at θ=0": _at_resolution(r, r["variance_init"]),
+             "× evaluations": _at_resolution(r, r["variance_per_evaluation_init"]),
              "exact |∇|": abs(r["exact_grad_init"]), "bias (z)": r["bias_zscore_init"],
              "final σ(θ) (median)": float(np.median(r["final_p"])),
              "seeds solved": r["solved_fraction"]} for n, r in toy["estimators"].items()]
