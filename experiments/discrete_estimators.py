@@ -223,9 +223,10 @@ def toy_experiment(key: jax.Array, sizes: Sizes, log: _common.Progress) -> dict:
         var0 = max(var0_measured, TOY_VARIANCE_RESOLUTION)
         var0_se = (float(np.sqrt(np.sum(m["variance_se"][:, 1] ** 2)) / sizes.num_seeds)
                    if resolved else 0.0)
-        # The mean's standard error, at least float32's resolution (DisARM's is 0 at θ = 0).
-        mean_se = np.maximum(m["mean_se"][:, 1],
-                             math.sqrt(TOY_VARIANCE_RESOLUTION / sizes.toy_samples))
+        # The mean's standard error, at least float32's resolution of one per-sample gradient,
+        # ε₃₂ (1 − t)² (DisARM's is 0 at θ = 0; the rounding of a float32 mean does not shrink
+        # as 1/√n: with √(floor/n) its bias z read −15 on the full budget).
+        mean_se = np.maximum(m["mean_se"][:, 1], math.sqrt(TOY_VARIANCE_RESOLUTION))
         bias_z = float(np.mean(m["mean"][:, 1] - m["exact"][:, 1])
                        / (np.sqrt(np.sum(mean_se ** 2)) / sizes.num_seeds))
         final_p = m["p"][:, -1]

@@ -50,14 +50,15 @@ def test_toy_variance_below_float32_resolution_is_reported_at_the_floor(monkeypa
     """DisARM at θ = 0 returns the exact gradient on every draw, so what the toy measures there
     is rounding: 2e-18 with XLA's optimizations, exactly 0 without (log₁₀ 0 used to crash the
     quick run). Under both compiler settings it is reported at the float32 floor with a zero
-    standard error and a finite bias z, and ARM's variance, well above the floor, is reported
-    as measured."""
+    standard error and a bias z below 4 (the full budget's 2000 draws × 5 seeds: a float32
+    mean's rounding read as bias z 15 and 9 with the standard error floored at √(floor/n)), and
+    ARM's variance, well above the floor, is reported as measured."""
     monkeypatch.setattr(de, "toy_estimators",
                         lambda key: {"arm": gradest.arm(), "disarm": gradest.disarm()})
     previous = jax.config.read("jax_disable_most_optimizations")
     jax.config.update("jax_disable_most_optimizations", optimizations_off)
     try:
-        sizes = de.Sizes(**dict(TINY, toy_samples=256))
+        sizes = de.Sizes(**dict(TINY, toy_samples=2000, num_seeds=5))
         toy = de.toy_experiment(jax.random.key(0), sizes, lambda line: None)["estimators"]
     finally:
         jax.config.update("jax_disable_most_optimizations", previous)
@@ -65,7 +66,7 @@ def test_toy_variance_below_float32_resolution_is_reported_at_the_floor(monkeypa
     assert dis["variance_init_measured"] < de.TOY_VARIANCE_RESOLUTION
     assert not dis["variance_init_resolved"] and dis["variance_init_se"] == 0.0
     assert dis["log10_variance_init"] == pytest.approx(math.log10(de.TOY_VARIANCE_RESOLUTION))
-    assert math.isfinite(dis["bias_zscore_init"])
+    assert abs(dis["bias_zscore_init"]) < 4   # unbiased: rounding is not read as bias
     assert arm["variance_init_resolved"] and arm["variance_init"] == arm["variance_init_measured"]
     assert arm["variance_init"] > 1e3 * de.TOY_VARIANCE_RESOLUTION
     assert "≤" in de._at_resolution(dis, dis["variance_init"])
