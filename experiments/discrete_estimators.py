@@ -341,6 +341,11 @@ def vae_estimators(latent: str, key: jax.Array, sizes: Sizes, biased: bool = Tru
         out.update(gumbel_rao=gradest.gumbel_rao(TEMPERATURE, RAO_SAMPLES),
                    straight_through=gradest.straight_through(TEMPERATURE))
     if latent == "categorical":
+        if e >= sizes.latent_classes:
+            # A set of every class is exact enumeration: variance 0 (log₁₀ −∞), not a sample.
+            raise ValueError(f"evaluations={e} is not below latent_classes="
+                             f"{sizes.latent_classes}: the unordered set would sample every class "
+                             "and return the exact gradient, with nothing to compare")
         out["unordered_set"] = gradest.unordered_set(e)
     for name, est in out.items():
         if e % est.traits.function_evaluations:

@@ -16,7 +16,7 @@ import gradest
 from experiments import discrete_estimators as de, gumbel
 
 TINY = dict(toy_steps=4, toy_eval_every=2, toy_samples=16, num_seeds=2, latent_bits=3,
-            latent_classes=6, hidden=4, evaluations=6, train_steps=4, batch_size=2, eval_every=2,
+            latent_classes=8, hidden=4, evaluations=6, train_steps=4, batch_size=2, eval_every=2,
             eval_samples=2)
 
 
@@ -110,6 +110,18 @@ def test_vae_estimators_are_the_unbiased_ones_without_the_biased_gumbel_estimato
 def test_uneven_budget_is_rejected():
     with pytest.raises(ValueError, match="multiple"):
         de.vae_estimators("binary", jax.random.key(0), de.Sizes(evaluations=5))
+
+
+def test_unordered_set_of_every_class_is_rejected():
+    """With evaluations ≥ latent_classes the set is the whole support: the exact gradient, whose
+    measured variance is 0 or rounding (log₁₀ −∞ broke a 6-of-6 run), not an estimator's."""
+    de.vae_estimators("categorical", jax.random.key(0), de.Sizes(latent_classes=7, evaluations=6))
+    for classes in (6, 4):
+        with pytest.raises(ValueError, match="every class"):
+            de.vae_estimators("categorical", jax.random.key(0),
+                              de.Sizes(latent_classes=classes, evaluations=6))
+    # The binary VAE has no unordered set: its sizes are not checked against latent_classes.
+    de.vae_estimators("binary", jax.random.key(0), de.Sizes(latent_classes=4, evaluations=6))
 
 
 # --------------------------------------------------------------------------------------------
