@@ -600,6 +600,8 @@ def run(output_dir, *, quick: bool, seed: int, **sizes) -> dict:
     out = _common.prepare_output_dir(output_dir, overwrite=True)
     log = _common.Progress("discrete_estimators")
     key_a, key_b = jax.random.split(jax.random.key(seed))
+    for latent in ("binary", "categorical"):
+        vae_estimators(latent, key_b, sz)  # sizes the VAEs refuse fail now, not after the toy
     toy = toy_experiment(key_a, sz, log)
     plot_toy(toy, out / "toy.png")
     # The quick budget trains the VAEs with the unbiased estimators only, which the verdict

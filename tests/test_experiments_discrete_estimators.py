@@ -124,6 +124,16 @@ def test_unordered_set_of_every_class_is_rejected():
     de.vae_estimators("binary", jax.random.key(0), de.Sizes(latent_classes=4, evaluations=6))
 
 
+def test_run_refuses_bad_vae_sizes_before_the_toy(monkeypatch, tmp_path):
+    def toy_ran(*args, **kwargs):
+        raise AssertionError("the toy ran before the VAE sizes were checked")
+
+    monkeypatch.setattr(de, "toy_experiment", toy_ran)
+    for bad, message in (({"latent_classes": 6}, "every class"), ({"evaluations": 5}, "multiple")):
+        with pytest.raises(ValueError, match=message):
+            de.run(tmp_path, quick=True, seed=0, **{**TINY, **bad})
+
+
 # --------------------------------------------------------------------------------------------
 # Verdict functions on hand-made numbers.
 
